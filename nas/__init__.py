@@ -1,0 +1,1 @@
+"""The ``nas`` command and, in later steps, the search itself (Optuna sampling, Ray scoring)."""

@@ -1,0 +1,86 @@
+"""ONNX export of a candidate, and the check that onnxruntime computes what PyTorch computes.
+
+The export is what every device measures, so it is the deployment graph: eval mode, batch 1 by
+default, opset 17 or newer, weights inside the file. The check runs a real onnxruntime session on
+the CPU and compares logits with the PyTorch model on the same random input.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import EdgeViTConfig
+from .model import EdgeViT, build_model
+
+__all__ = ["DEFAULT_OPSET", "ExportCheck", "export_onnx", "check_onnx"]
+
+DEFAULT_OPSET = 18
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    path: str
+    max_abs_diff: float
+    opset: int
+    num_nodes: int
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= 1e-4
+
+
+def _as_model(model_or_cfg: EdgeViT | EdgeViTConfig, seed: int = 0) -> EdgeViT:
+    if isinstance(model_or_cfg, EdgeViTConfig):
+        torch.manual_seed(seed)
+        return build_model(model_or_cfg)
+    return model_or_cfg
+
+
+def export_onnx(model_or_cfg: EdgeViT | EdgeViTConfig, path: str | os.PathLike, batch_size: int = 1,
+                opset: int = DEFAULT_OPSET, dynamic_batch: bool = False, seed: int = 0) -> Path:
+    """Write ``path`` (input ``image``: float32 NCHW, output ``logits``) and return it.
+
+    A configuration is built with random weights from ``seed`` (latency does not depend on the
+    values). The file is written next to its destination and renamed, so a crash never leaves a
+    truncated model where a measurement could pick it up.
+    """
+    if opset < 17:
+        raise ValueError(f"opset={opset}: must be >= 17 (LayerNormalization is native from 17)")
+    model = _as_model(model_or_cfg, seed).eval()
+    res = model.cfg.resolution
+    x = torch.randn(batch_size, 3, res, res)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    dynamic = {"image": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(model, (x,), str(tmp), input_names=["image"], output_names=["logits"],
+                          opset_version=opset, dynamo=False, dynamic_axes=dynamic)
+    os.replace(tmp, path)
+    return path
+
+
+def check_onnx(model: EdgeViT, path: str | os.PathLike, seed: int = 0) -> ExportCheck:
+    """Run ``path`` in onnxruntime (CPU) and return the largest absolute difference to ``model``."""
+    import onnx
+    import onnxruntime as ort
+
+    model = model.eval()
+    res = model.cfg.resolution
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 3, res, res, generator=g)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    proto = onnx.load(str(path), load_external_data=False)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), -1)
+    return ExportCheck(str(path), float(np.max(np.abs(out - ref))), opset, len(proto.graph.node))

@@ -1,0 +1,72 @@
+"""The ``nas space`` commands as a user runs them (a real subprocess through the console script)."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from search_space import PRESETS, EdgeViTConfig
+
+
+def nas(*args, check=True):
+    exe = shutil.which("nas")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "nas", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_space_show_prints_a_stage_table():
+    out = nas("space", "show", "edgevit_xxs").stdout
+    assert "1b499e80b07e" in out or PRESETS["edgevit_xxs"].arch_id in out
+    assert "4.068M" in out and "0.551G" in out
+    assert out.count("lgl") >= 3 and "global×2" in out
+
+
+def test_space_show_json_is_the_canonical_config():
+    data = json.loads(nas("space", "show", "edgevit_s", "--json").stdout)
+    assert data["params"] == 13_108_168
+    assert EdgeViTConfig.from_dict(data["config"]) == PRESETS["edgevit_s"]
+
+
+def test_space_sample_writes_valid_files(tmp_path):
+    proc = nas("space", "sample", "-n", "5", "--seed", "0", "--out", str(tmp_path))
+    files = sorted(tmp_path.glob("*.json"))
+    assert len(files) == 5
+    for f in files:
+        assert EdgeViTConfig.from_json(f.read_text()).arch_id == f.stem
+        assert f.stem in proc.stdout
+    again = nas("space", "sample", "-n", "5", "--seed", "0", "--json").stdout.splitlines()
+    assert sorted(EdgeViTConfig.from_json(line).arch_id for line in again) == [f.stem for f in files]
+
+
+def test_space_validate_reports_ok_and_bad_fields(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(PRESETS["edgevit_xs"].to_json())
+    assert "ok, id" in nas("space", "validate", str(good)).stdout
+    bad = json.loads(PRESETS["edgevit_xs"].to_json())
+    bad["resolution"] = 250
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    proc = nas("space", "validate", str(tmp_path / "bad.json"), check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "resolution=250" in proc.stderr and "multiple of 32" in proc.stderr
+
+
+def test_unknown_preset_lists_the_known_ones():
+    proc = nas("space", "show", "edgevit_xl", check=False)
+    assert proc.returncode == 2 and "edgevit_xxs, edgevit_xs, edgevit_s" in proc.stderr
+
+
+def test_space_export_writes_a_checked_onnx_file(tmp_path):
+    out = tmp_path / "xxs.onnx"
+    proc = nas("space", "export", "edgevit_xxs", "--onnx", str(out))
+    assert out.stat().st_size > 10_000_000  # 4.07 M float32 weights
+    assert "(ok," in proc.stdout
+
+
+def test_space_size_reports_the_count():
+    out = nas("space", "size").stdout
+    assert "distinct architectures:" in out and "10^19" in out

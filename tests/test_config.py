@@ -1,0 +1,111 @@
+"""Configurations: JSON round trip, canonical ids, and one-line errors for every invalid field."""
+import json
+
+import pytest
+
+from search_space import DEFAULT_SPACE, PRESETS, ConfigError, EdgeViTConfig, load_config
+
+
+def _xxs_dict():
+    return json.loads(PRESETS["edgevit_xxs"].to_json())
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_json_round_trip_keeps_the_architecture(name):
+    cfg = PRESETS[name]
+    back = EdgeViTConfig.from_json(cfg.to_json())
+    assert back == cfg and back.arch_id == cfg.arch_id and back.name == name
+
+
+def test_id_ignores_key_order_defaults_and_irrelevant_fields():
+    canonical = PRESETS["edgevit_xxs"]
+    # Written by hand: depth instead of blocks, heads instead of head_dim, defaults left out,
+    # keys shuffled, a kernel size on the attention-only stage (which has no LocalAgg).
+    hand = {
+        "stages": [
+            {"sr_ratio": 4, "depth": 1, "width": 36, "heads": 1},
+            {"width": 72, "heads": 2, "depth": 1, "sr_ratio": 2, "mlp_ratio": 4.0},
+            {"kernel_size": 5, "width": 144, "head_dim": 36, "depth": 3, "sr_ratio": 2},
+            {"width": 288, "depth": 2, "head_dim": 36, "kernel_size": 7},
+        ],
+        "num_classes": 1000,
+    }
+    cfg = EdgeViTConfig.from_dict(hand)
+    assert cfg.arch_id == canonical.arch_id
+    assert cfg == canonical
+
+
+def test_id_changes_with_the_architecture():
+    d = _xxs_dict()
+    base = EdgeViTConfig.from_dict(d).arch_id
+    for path, value in [(("resolution",), 256), (("num_classes",), 100), (("stages", 2, "kernel_size"), 3),
+                        (("stages", 0, "blocks"), ["local"]), (("stages", 1, "mlp_ratio"), 3)]:
+        e = json.loads(json.dumps(d))
+        target = e
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        assert EdgeViTConfig.from_dict(e).arch_id != base, path
+
+
+def test_local_only_stage_drops_attention_fields():
+    d = _xxs_dict()
+    d["stages"][0] = {"width": 36, "blocks": ["local"], "head_dim": 12, "sr_ratio": 4, "kernel_size": 3}
+    cfg = EdgeViTConfig.from_dict(d)
+    assert cfg.stages[0].head_dim is None and cfg.stages[0].sr_ratio is None
+    assert "head_dim" not in cfg.canonical()["stages"][0]
+
+
+INVALID = [
+    # (mutation, field named in the error, words in the allowed part)
+    (lambda d: d["stages"][1].update(width=100), "stages[1].head_dim", "must divide width 100"),
+    (lambda d: d["stages"][1].update(sr_ratio=3), "stages[1].sr_ratio", "allowed: 1, 2, 4, 7, 14, 28"),
+    (lambda d: d.update(resolution=200), "resolution", "multiple of 32"),
+    (lambda d: d["stages"][2]["blocks"].__setitem__(1, "conv"), "stages[2].blocks[1]", "allowed: lgl, local, global"),
+    (lambda d: d["stages"][0].update(kernel_size=4), "stages[0].kernel_size", "must be odd"),
+    (lambda d: d["stages"][0].update(width=0), "stages[0].width", ">= 1"),
+    (lambda d: d["stages"][0].update(blocks=[]), "stages[0].blocks", "at least one block"),
+    (lambda d: d["stages"][0].update(mlp_ratio=-1), "stages[0].mlp_ratio", "> 0"),
+    (lambda d: d["stages"][0].update(heads=5), "stages[0].heads", "must divide width 36"),
+    (lambda d: d["stages"][0].update(depth=3), "stages[0].depth", "disagrees"),
+    (lambda d: d["stages"][0].update(colour="red"), "stages[0].colour", "unknown key"),
+    (lambda d: d.update(stages=d["stages"][:3]), "stages", "exactly 4 stages"),
+    (lambda d: d.update(num_classes=-1), "num_classes", ">= 0"),
+    (lambda d: d.update(extra=1), "extra", "unknown key"),
+    (lambda d: d["stages"][3].update(width=True), "stages[3].width", "integer"),
+]
+
+
+@pytest.mark.parametrize("mutate,field,words", INVALID, ids=[f for _, f, _ in INVALID])
+def test_invalid_field_is_rejected_with_a_one_line_message(mutate, field, words):
+    d = _xxs_dict()
+    mutate(d)
+    with pytest.raises(ConfigError) as exc:
+        EdgeViTConfig.from_dict(d)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert exc.value.field == field and msg.startswith(field + "=")
+    assert words in msg
+
+
+def test_outside_the_search_space_names_field_and_allowed_values():
+    d = _xxs_dict()
+    d["stages"][0]["mlp_ratio"] = 6
+    cfg = EdgeViTConfig.from_dict(d)  # valid as a network
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.mlp_ratio=6: outside the search space; allowed: 2, 3, 4"):
+        DEFAULT_SPACE.check(cfg)
+
+
+def test_load_config_accepts_presets_files_and_wrapped_records(tmp_path):
+    assert load_config("edgevit_xs") is PRESETS["edgevit_xs"]
+    f = tmp_path / "c.json"
+    f.write_text(PRESETS["edgevit_s"].to_json())
+    assert load_config(f) == PRESETS["edgevit_s"]
+    w = tmp_path / "best.json"
+    w.write_text(json.dumps({"id": "x", "config": PRESETS["edgevit_s"].to_dict()}))
+    assert load_config(w) == PRESETS["edgevit_s"]
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(tmp_path / "bad.json")
+    with pytest.raises(ConfigError, match="neither a preset"):
+        load_config("edgevit_huge")
