@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from . import space_cli
+from . import farm_cli, space_cli
 
 __all__ = ["main", "build_parser"]
 
@@ -22,17 +22,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     space_cli.register(groups)
+    farm_cli.register(groups)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from device_farm import ProfileError, StoreError
     from search_space.config import ConfigError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as e:
+    except (ConfigError, ProfileError, StoreError) as e:
         print(f"nas: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -20,3 +20,15 @@ def counted_macs(model: EdgeViT, resolution: int) -> int:
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         model(torch.randn(1, 3, resolution, resolution))
     return fc.get_total_flops() // 2
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real embedded Ray that owns ``device:host``, shared by the tests that need one."""
+    import ray
+
+    from device_farm.ray_farm import init_ray
+
+    init_ray(None, local_devices=("host",), num_cpus=2)
+    yield ray
+    ray.shutdown()

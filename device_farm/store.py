@@ -1,0 +1,224 @@
+"""The durable measurement store: SQLite in WAL mode, one row per measurement key.
+
+Why SQLite: it is a real transactional database in one file, needs no server, and in WAL mode
+readers never block the writer and concurrent writers queue on a lock (``busy_timeout``) instead of
+failing, so several Ray workers on one machine can write at once without losing a row. Each call
+opens its own connection, so a store object can be handed to threads and worker processes.
+
+Writing the same measurement twice is idempotent (an upsert on the key); a ``failed`` or
+``disturbed`` result never replaces a clean (``ok``) one. CSV export/import moves measurements
+between machines with their provenance (``source``).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sqlite3
+from contextlib import closing
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .measurement import KEY_FIELDS, Measurement
+
+__all__ = ["DEFAULT_STORE", "MeasurementStore", "StoreError"]
+
+DEFAULT_STORE = Path(os.environ.get("EDGEVIT_NAS_STORE", "runs/farm/measurements.sqlite"))
+
+_COLUMNS = [f.name for f in fields(Measurement)]
+_JSON_COLUMNS = ("env", "config")
+_TYPES = {"threads": "INTEGER", "repeats": "INTEGER"}
+_REAL = {"median_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "ci95_rel", "candle_ms", "candle_ratio", "energy_mj"}
+
+
+class StoreError(ValueError):
+    """Bad input to the store (e.g. an import file with missing columns); nothing was written."""
+
+
+def _ddl() -> str:
+    cols = []
+    for c in _COLUMNS:
+        typ = _TYPES.get(c, "REAL" if c in _REAL else "TEXT")
+        null = " NOT NULL" if c in KEY_FIELDS or c in ("status", "source", "created_at") else ""
+        cols.append(f"{c} {typ}{null}")
+    return (
+        "CREATE TABLE IF NOT EXISTS measurements (\n  rowid_ INTEGER PRIMARY KEY,\n  "
+        + ",\n  ".join(cols)
+        + f",\n  UNIQUE ({', '.join(KEY_FIELDS)})\n)"
+    )
+
+
+_OPS_DDL = """
+CREATE TABLE IF NOT EXISTS op_profiles (
+  arch_id TEXT NOT NULL, device TEXT NOT NULL, runtime_version TEXT NOT NULL, threads INTEGER NOT NULL,
+  node TEXT NOT NULL, op_type TEXT NOT NULL, median_us REAL NOT NULL, runs INTEGER NOT NULL,
+  PRIMARY KEY (arch_id, device, runtime_version, threads, node)
+)"""
+
+
+class MeasurementStore:
+    def __init__(self, path: str | os.PathLike = DEFAULT_STORE, timeout_s: float = 60.0):
+        self.path = Path(path)
+        self.timeout_s = timeout_s
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as con, con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute(_ddl())
+            con.execute(_OPS_DDL)
+            con.execute("CREATE INDEX IF NOT EXISTS by_device ON measurements (device, status)")
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=self.timeout_s)
+        con.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
+        con.execute("PRAGMA synchronous=NORMAL")  # durable at each commit under WAL except on power loss
+        con.row_factory = sqlite3.Row
+        return con
+
+    # ------------------------------------------------------------------ writing
+    @staticmethod
+    def _row(m: Measurement) -> list[Any]:
+        d = m.to_dict()
+        return [json.dumps(d[c], sort_keys=True) if c in _JSON_COLUMNS and d[c] is not None else d[c] for c in _COLUMNS]
+
+    def put(self, m: Measurement) -> bool:
+        """Insert or replace ``m`` on its key; returns False when a clean row was kept instead."""
+        return self.put_many([m]) == 1
+
+    def put_many(self, ms: Iterable[Measurement]) -> int:
+        """Write all of ``ms`` in one transaction; returns how many rows were written."""
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in _COLUMNS if c not in KEY_FIELDS)
+        sql = (
+            f"INSERT INTO measurements ({', '.join(_COLUMNS)}) VALUES ({placeholders}) "
+            f"ON CONFLICT ({', '.join(KEY_FIELDS)}) DO UPDATE SET {updates} "
+            "WHERE measurements.status != 'ok' OR excluded.status = 'ok'"
+        )
+        written = 0
+        with closing(self._connect()) as con, con:
+            for m in ms:
+                written += con.execute(sql, self._row(m)).rowcount
+        return written
+
+    def put_op_profile(self, m: Measurement, ops: list[dict[str, Any]]) -> None:
+        rows = [(m.arch_id, m.device, m.runtime_version, m.threads, o["node"], o["op_type"], o["median_us"], o["runs"])
+                for o in ops]
+        with closing(self._connect()) as con, con:
+            con.executemany("INSERT OR REPLACE INTO op_profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    # ------------------------------------------------------------------ reading
+    @staticmethod
+    def _from_row(row: sqlite3.Row) -> Measurement:
+        d = {c: row[c] for c in _COLUMNS}
+        for c in _JSON_COLUMNS:
+            d[c] = json.loads(d[c]) if d[c] else ({} if c == "env" else None)
+        return Measurement.from_dict(d)
+
+    def query(self, device: str | None = None, status: str | None = None, arch_id: str | None = None,
+              **key: Any) -> list[Measurement]:
+        where, args = [], []
+        for col, val in (("device", device), ("status", status), ("arch_id", arch_id), *key.items()):
+            if val is not None:
+                if col not in _COLUMNS:
+                    raise StoreError(f"{col}: not a measurement field; allowed: {', '.join(_COLUMNS)}")
+                where.append(f"{col} = ?")
+                args.append(val)
+        sql = "SELECT * FROM measurements" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid_"
+        with closing(self._connect()) as con:
+            return [self._from_row(r) for r in con.execute(sql, args)]
+
+    def arch_ids(self, device: str, statuses: Iterable[str] = ("ok", "disturbed", "failed")) -> set[str]:
+        statuses = tuple(statuses)
+        sql = f"SELECT arch_id FROM measurements WHERE device = ? AND status IN ({', '.join('?' for _ in statuses)})"
+        with closing(self._connect()) as con:
+            return {r[0] for r in con.execute(sql, (device, *statuses))}
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{device: {status: rows}}``."""
+        out: dict[str, dict[str, int]] = {}
+        with closing(self._connect()) as con:
+            for dev, st, n in con.execute("SELECT device, status, COUNT(*) FROM measurements GROUP BY device, status"):
+                out.setdefault(dev, {})[st] = n
+        return out
+
+    def recent_candles(self, device: str, threads: int, runtime_version: str, n: int = 20) -> list[float]:
+        """Candle latencies of the last ``n`` clean measurements with the same setting: the usual band."""
+        sql = ("SELECT candle_ms FROM measurements WHERE device = ? AND threads = ? AND runtime_version = ? "
+               "AND status = 'ok' AND candle_ms IS NOT NULL ORDER BY rowid_ DESC LIMIT ?")
+        with closing(self._connect()) as con:
+            return [r[0] for r in con.execute(sql, (device, threads, runtime_version, n))]
+
+    def op_profile(self, arch_id: str, device: str) -> list[dict[str, Any]]:
+        with closing(self._connect()) as con:
+            rows = con.execute("SELECT * FROM op_profiles WHERE arch_id = ? AND device = ? ORDER BY median_us DESC",
+                               (arch_id, device))
+            return [dict(r) for r in rows]
+
+    def __iter__(self) -> Iterator[Measurement]:
+        return iter(self.query())
+
+    def __len__(self) -> int:
+        with closing(self._connect()) as con:
+            return con.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+
+    # ------------------------------------------------------------------ exchange
+    def export_csv(self, path: str | os.PathLike, device: str | None = None) -> int:
+        rows = self.query(device=device)
+        tmp = Path(f"{path}.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=_COLUMNS)
+            w.writeheader()
+            for m in rows:
+                d = m.to_dict()
+                for c in _JSON_COLUMNS:
+                    d[c] = json.dumps(d[c], sort_keys=True) if d[c] is not None else ""
+                w.writerow({k: "" if v is None else v for k, v in d.items()})
+        os.replace(tmp, path)
+        return len(rows)
+
+    def import_csv(self, path: str | os.PathLike, source: str | None = None) -> int:
+        """Read a CSV written by :meth:`export_csv` or by another tool with the same columns.
+
+        Required: the key fields, ``status`` and ``median_ms`` (for ``ok`` rows). ``source`` fills
+        rows without provenance (default ``import:<file name>``). Validated whole before writing.
+        """
+        path = Path(path)
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            missing = [c for c in (*KEY_FIELDS, "status") if c not in header]
+            if missing:
+                raise StoreError(f"{path}: missing column {missing[0]!r}; required: {', '.join((*KEY_FIELDS, 'status'))}")
+            unknown = [c for c in header if c not in _COLUMNS]
+            if unknown:
+                raise StoreError(f"{path}: unknown column {unknown[0]!r}; allowed: {', '.join(_COLUMNS)}")
+            ms = [self._parse_csv_row(path, i + 2, row, source) for i, row in enumerate(reader)]
+        return self.put_many(ms)
+
+    @staticmethod
+    def _parse_csv_row(path: Path, line: int, row: dict[str, str], source: str | None) -> Measurement:
+        d: dict[str, Any] = {}
+        for c, v in row.items():
+            if v == "" or v is None:
+                d[c] = None
+            elif c in _JSON_COLUMNS:
+                d[c] = json.loads(v)
+            elif c in _REAL:
+                d[c] = float(v)
+            elif c in _TYPES:
+                d[c] = int(float(v))
+            else:
+                d[c] = v
+        for c in KEY_FIELDS:
+            if d.get(c) is None:
+                raise StoreError(f"{path}:{line}: {c} is empty; every key field is required")
+        if d["status"] == "ok" and d.get("median_ms") is None:
+            raise StoreError(f"{path}:{line}: median_ms is empty on an ok row")
+        d["source"] = d.get("source") or source or f"import:{path.name}"
+        d["env"] = d.get("env") or {}
+        if not d.get("created_at"):
+            d.pop("created_at", None)
+        try:
+            return Measurement.from_dict(d)
+        except ValueError as e:
+            raise StoreError(f"{path}:{line}: {e}") from None

@@ -1,0 +1,193 @@
+"""``nas farm``: devices, measurements, the store."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from device_farm import DEFAULT_STORE, Measurement, MeasurementStore, get_profile, load_profiles
+
+from .space_cli import _console
+
+__all__ = ["register"]
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    farm = groups.add_parser("farm", help="measure candidates on real devices; manage the measurement store")
+    cmds = farm.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
+
+    p = cmds.add_parser("devices", parents=[common], help="known devices, reachability, stored measurements")
+    p.set_defaults(func=cmd_devices)
+
+    ray_opts = argparse.ArgumentParser(add_help=False)
+    ray_opts.add_argument("--ray", action="store_true", help="schedule measurements as Ray tasks (embedded local Ray)")
+    ray_opts.add_argument("--ray-address", help="join a Ray cluster (implies --ray); the device's node runs the tasks")
+    ray_opts.add_argument("--quick", action="store_true",
+                          help="looser protocol for exploration: CI target 2%%, at most 5 s per candidate")
+
+    p = cmds.add_parser("measure", parents=[common, ray_opts], help="measure presets or JSON configurations")
+    p.add_argument("--device", required=True)
+    p.add_argument("configs", nargs="+", help="presets (edgevit_xxs, ...) or JSON files")
+    p.add_argument("--profile-ops", action="store_true", help="also store per-operator times from onnxruntime's profiler")
+    p.set_defaults(func=cmd_measure)
+
+    p = cmds.add_parser("sample", parents=[common, ray_opts], help="measure random candidates (resumable)")
+    p.add_argument("--device", required=True)
+    p.add_argument("-n", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--retry-failed", action="store_true", help="measure again candidates whose last attempt failed")
+    p.add_argument("--profile-ops", action="store_true")
+    p.set_defaults(func=cmd_sample)
+
+    p = cmds.add_parser("export", parents=[common], help="write measurements to CSV")
+    p.add_argument("out", type=Path)
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_export)
+
+    p = cmds.add_parser("import", parents=[common], help="read measurements from CSV (e.g. taken by a phone app)")
+    p.add_argument("file", type=Path)
+    p.add_argument("--source", help="provenance for rows without one (default import:<file name>)")
+    p.set_defaults(func=cmd_import)
+
+    p = cmds.add_parser("serve", help="join a Ray cluster as the node that owns a device")
+    p.add_argument("--device", required=True)
+    p.add_argument("--address", required=True, help="the Ray head, host:port")
+    p.add_argument("--num-cpus", type=int)
+    p.set_defaults(func=cmd_serve)
+
+
+def _reachable(profile) -> str:
+    if profile.backend == "onnxruntime":
+        return "yes"
+    if profile.backend == "onnxruntime-cuda":
+        import onnxruntime as ort
+
+        return "yes" if "CUDAExecutionProvider" in ort.get_available_providers() else "no (no CUDA provider)"
+    if not profile.serial:
+        return "no (no adb serial)"
+    from device_farm.adb import AdbDevice
+
+    return "yes" if AdbDevice(profile.serial).reachable() else f"no (adb {profile.serial} not attached)"
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    store = MeasurementStore(args.store)
+    counts = store.counts()
+    t = Table(title=f"devices (store {args.store})")
+    for col in ("id", "name", "backend", "reachable now", "ok", "disturbed", "failed", "calibration"):
+        t.add_column(col, justify="right" if col in ("ok", "disturbed", "failed") else "left")
+    for pid, p in sorted(load_profiles().items()):
+        c = counts.get(pid, {})
+        cal = p.calibration.get("measured_on") or p.calibration.get("source", "")
+        t.add_row(pid, p.name, f"{p.backend}/{p.runtime}", _reachable(p), str(c.get("ok", 0)), str(c.get("disturbed", 0)),
+                  str(c.get("failed", 0)), cal)
+    _console().print(t)
+    return 0
+
+
+def _farm(args: argparse.Namespace):
+    from device_farm.measure import Farm, MeasureProtocol
+
+    protocol = MeasureProtocol(profile_ops=getattr(args, "profile_ops", False))
+    if getattr(args, "quick", False):
+        protocol = dataclasses.replace(protocol, min_repeats=10, target_ci=0.02, max_seconds=5.0, candle_repeats=7)
+    return Farm(MeasurementStore(args.store), protocol=protocol)
+
+
+def _use_ray(args: argparse.Namespace, device: str) -> bool:
+    if not (args.ray or args.ray_address):
+        return False
+    from device_farm.ray_farm import init_ray
+
+    init_ray(args.ray_address, local_devices=(device,) if device == "host" else ("host",))
+    return True
+
+
+def _row(t: Table, m: Measurement, name: str) -> None:
+    if m.status == "failed":
+        t.add_row(m.arch_id, name, "[red]failed[/]", "", "", "", "", "", m.error or "")
+        return
+    energy = f"{m.energy_mj:.2f} mJ" if m.energy_mj is not None else "unavailable"
+    t.add_row(m.arch_id, name, m.status if m.status == "ok" else f"[yellow]{m.status}[/]", f"{m.median_ms:.3f}",
+              f"{m.p10_ms:.2f}-{m.p90_ms:.2f}" if m.p10_ms is not None else "", f"±{m.ci95_rel:.1%}" if m.ci95_rel else "",
+              str(m.repeats), f"{m.candle_ratio:.3f}" if m.candle_ratio else "", energy if m.status == "ok" else m.error or "")
+
+
+def _table(device: str) -> Table:
+    t = Table(title=f"measured on {device}")
+    for col in ("id", "config", "status", "median ms", "p10-p90", "CI95", "n", "/candle", "energy / note"):
+        t.add_column(col)
+    return t
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from search_space import load_config
+
+    profile = get_profile(args.device)
+    cfgs = [load_config(c) for c in args.configs]
+    names = {c.arch_id: (c.name or spec) for c, spec in zip(cfgs, args.configs)}
+    farm = _farm(args)
+    con = _console()
+    t = _table(args.device)
+    if _use_ray(args, args.device):
+        from device_farm.ray_farm import measure_remote
+
+        results = measure_remote(farm, cfgs, profile)
+    else:
+        results = (farm.measure(c, profile) for c in cfgs)
+    failed = 0
+    with con.status(f"measuring {len(cfgs)} configuration(s) on {args.device}..."):
+        for m in results:
+            _row(t, m, names[m.arch_id])
+            failed += m.status == "failed"
+    con.print(t)
+    return 1 if failed else 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from device_farm.sample import sample_and_measure
+    from search_space.config import ConfigError
+
+    if args.n < 1:
+        raise ConfigError("-n", args.n, "must be an integer >= 1")
+    profile = get_profile(args.device)
+    farm = _farm(args)
+    con = _console()
+    use_ray = _use_ray(args, args.device)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+               TextColumn("{task.fields[last]}"))
+    with Progress(*columns, console=con, transient=False) as bar:
+        task = bar.add_task(f"sample {args.device}", total=None, last="")
+
+        def on_result(m: Measurement, done: int, todo: int) -> None:
+            last = f"{m.arch_id} {m.status}" + (f" {m.median_ms:.2f} ms" if m.median_ms else "")
+            bar.update(task, completed=done, total=todo, last=last)
+
+        rep = sample_and_measure(farm, profile, args.n, args.seed, retry_failed=args.retry_failed, use_ray=use_ray,
+                                 on_result=on_result)
+    con.print(f"planned {rep.planned}, already stored {rep.skipped}, measured now {len(rep.measured)} "
+              f"{rep.by_status or ''}; store {args.store}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    n = MeasurementStore(args.store).export_csv(args.out, device=args.device)
+    _console().print(f"wrote {n} measurements to {args.out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    n = MeasurementStore(args.store).import_csv(args.file, source=args.source)
+    _console().print(f"imported {n} measurements from {args.file} into {args.store}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from device_farm.ray_farm import serve
+
+    return serve(args.device, args.address, args.num_cpus)

@@ -1,0 +1,80 @@
+"""Real measurements on this machine's CPU through onnxruntime, in an isolated worker process."""
+import dataclasses
+
+import pytest
+
+from device_farm import MeasurementStore, get_profile
+from device_farm.measure import CANDLE, Farm, MeasureProtocol, onnx_path_for
+from search_space import PRESETS
+
+#: A quicker protocol than the default so the suite stays short; the default is exercised by bench/.
+QUICK = MeasureProtocol(min_repeats=10, target_ci=0.03, max_seconds=4.0, candle_repeats=5, warmup_s=0.1)
+SMALL = PRESETS["edgevit_xxs"].replace(resolution=160)
+
+
+@pytest.fixture
+def farm(tmp_path):
+    return Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=QUICK)
+
+
+def test_measurement_has_stats_candle_and_environment(farm):
+    m = farm.measure(SMALL, get_profile("host"))
+    assert m.status == "ok", m.error
+    assert 0 < m.p10_ms <= m.median_ms <= m.p90_ms and m.iqr_ms >= 0 and m.repeats >= QUICK.min_repeats
+    assert m.candle_ms > 0 and m.candle_ratio == pytest.approx(m.median_ms / m.candle_ms)
+    assert m.input_shape == "1x3x160x160" and m.threads == 1 and m.runtime == "onnxruntime"
+    assert {"cpu", "load_before", "load_after", "candle_before_ms", "candle_after_ms", "stop"} <= set(m.env)
+    assert m.energy_mj is None or m.energy_source  # energy is measured by a named sensor or unavailable
+    (stored,) = farm.store.query(arch_id=SMALL.arch_id)
+    assert stored.median_ms == m.median_ms and stored.config == SMALL.to_dict()
+
+
+def test_export_is_cached_by_architecture_id(farm):
+    p1 = onnx_path_for(SMALL, farm.cache_dir)
+    mtime = p1.stat().st_mtime_ns
+    assert onnx_path_for(SMALL, farm.cache_dir) == p1 and p1.stat().st_mtime_ns == mtime
+    assert p1.name == f"{SMALL.arch_id}.onnx"
+
+
+def test_session_creation_failure_is_recorded_with_its_error(farm):
+    bad = PRESETS["edgevit_xs"].replace(resolution=128)
+    farm.cache_dir.mkdir(parents=True, exist_ok=True)
+    (farm.cache_dir / f"{bad.arch_id}.onnx").write_bytes(b"this is not an onnx model")
+    m = farm.measure(bad, get_profile("host"))
+    assert m.status == "failed" and "session creation failed" in m.error and m.median_ms is None
+    assert farm.store.query(arch_id=bad.arch_id)[0].status == "failed"
+
+
+def test_hanging_worker_times_out_into_a_failure(tmp_path):
+    slow = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=dataclasses.replace(QUICK, timeout_s=0.5))
+    m = slow.measure(SMALL, get_profile("host"))
+    assert m.status == "failed" and "timed out after" in m.error
+
+
+def test_candle_outside_its_band_marks_disturbed_and_remeasures(farm):
+    # Seed the device's history with clean candles at 0.1 ms: the real candle (a few ms) is far off it.
+    from device_farm import Measurement
+
+    for i in range(6):
+        farm.store.put(Measurement(arch_id=f"h{i}", device="host", runtime="onnxruntime",
+                                   runtime_version=__import__("onnxruntime").__version__, input_shape="1x3x224x224",
+                                   threads=1, precision="fp32", status="ok", median_ms=1.0, candle_ms=0.1))
+    m = farm.measure(SMALL, get_profile("host"))
+    assert m.status == "disturbed" and "off its usual" in m.error
+    assert m.env["attempts"] == QUICK.retries + 1
+    assert farm.store.query(arch_id=SMALL.arch_id)[0].status == "disturbed"
+
+
+def test_judge_flags_a_candle_that_moved_during_the_run(farm):
+    res = {"candle_before": [2.0] * 5, "candle_after": [2.5] * 5}
+    assert "candle moved 25.0%" in farm._judge(res, [])[0]
+    assert farm._judge({"candle_before": [2.0] * 5, "candle_after": [2.02] * 5}, [2.0] * 10) == []
+
+
+def test_profile_ops_stores_per_operator_times(tmp_path):
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=dataclasses.replace(QUICK, profile_ops=True, profile_runs=5))
+    m = farm.measure(CANDLE, get_profile("host"))
+    ops = farm.store.op_profile(m.arch_id, "host")
+    assert len(ops) > 50 and {"Conv", "MatMul"} & {o["op_type"] for o in ops}
+    assert any("self_attn" in o["node"] for o in ops)  # node names carry the PyTorch module path
+    assert "op_profile" not in farm.store.query(arch_id=m.arch_id)[0].env

@@ -1,0 +1,111 @@
+"""The measurement store: idempotent upserts, clean rows protected, CSV exchange, concurrent writers."""
+import csv
+
+import pytest
+
+from device_farm import Measurement, MeasurementStore, StoreError
+
+
+def _m(arch="a1", status="ok", median=10.0, device="host", **kw):
+    return Measurement(arch_id=arch, device=device, runtime="onnxruntime", runtime_version="1.0", input_shape="1x3x224x224",
+                       threads=1, precision="fp32", status=status, median_ms=median if status != "failed" else None,
+                       error="boom" if status == "failed" else None, env={"cpu": "x"}, config={"k": 1}, **kw)
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    s = MeasurementStore(tmp_path / "m.sqlite")
+    m = _m(p10_ms=9.5, p90_ms=11.0, candle_ms=2.0, candle_ratio=5.0, energy_mj=None)
+    assert s.put(m)
+    (back,) = s.query(device="host")
+    assert back == m
+
+
+def test_same_measurement_twice_is_one_row(tmp_path):
+    s = MeasurementStore(tmp_path / "m.sqlite")
+    s.put(_m(median=10.0))
+    s.put(_m(median=10.5))
+    assert len(s) == 1 and s.query()[0].median_ms == 10.5
+    s.put(_m(device="other"))
+    assert len(s) == 2 and s.counts() == {"host": {"ok": 1}, "other": {"ok": 1}}
+
+
+def test_failure_never_replaces_a_clean_value_but_clean_replaces_failure(tmp_path):
+    s = MeasurementStore(tmp_path / "m.sqlite")
+    s.put(_m(median=10.0))
+    assert not s.put(_m(status="failed"))
+    assert not s.put(_m(status="disturbed", median=30.0))
+    assert s.query()[0].status == "ok" and s.query()[0].median_ms == 10.0
+    s.put(_m(arch="b", status="failed"))
+    assert s.put(_m(arch="b", median=7.0))
+    assert s.query(arch_id="b")[0].status == "ok"
+
+
+def test_csv_export_import_round_trip_with_provenance(tmp_path):
+    a = MeasurementStore(tmp_path / "a.sqlite")
+    a.put_many([_m(arch=f"x{i}", median=1.0 + i, source="measured:box") for i in range(5)] + [_m(arch="f", status="failed")])
+    assert a.export_csv(tmp_path / "out.csv") == 6
+    b = MeasurementStore(tmp_path / "b.sqlite")
+    assert b.import_csv(tmp_path / "out.csv") == 6
+    assert sorted((m.arch_id, m.median_ms, m.source, m.status) for m in b) == sorted(
+        (m.arch_id, m.median_ms, m.source, m.status) for m in a)
+    assert b.query(arch_id="x3")[0].env == {"cpu": "x"}
+
+
+def test_import_from_another_tool_gets_provenance_and_validation(tmp_path):
+    f = tmp_path / "phone_app.csv"
+    with open(f, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["arch_id", "device", "runtime", "runtime_version", "input_shape", "threads", "precision", "status",
+                    "median_ms", "energy_mj"])
+        w.writerow(["abc", "s21", "tflite", "2.16", "1x3x224x224", "1", "fp32", "ok", "31.5", "42.0"])
+    s = MeasurementStore(tmp_path / "m.sqlite")
+    assert s.import_csv(f) == 1
+    m = s.query(device="s21")[0]
+    assert m.source == "import:phone_app.csv" and m.energy_mj == 42.0 and m.threads == 1
+
+
+@pytest.mark.parametrize("header,row,words", [
+    (["arch_id", "device"], ["a", "b"], "missing column 'runtime'"),
+    (["arch_id", "device", "runtime", "runtime_version", "input_shape", "threads", "precision", "status", "speed"],
+     ["a", "d", "r", "1", "s", "1", "fp32", "ok", "3"], "unknown column 'speed'"),
+    (["arch_id", "device", "runtime", "runtime_version", "input_shape", "threads", "precision", "status"],
+     ["a", "d", "r", "1", "s", "1", "fp32", "ok"], "median_ms is empty"),
+    (["arch_id", "device", "runtime", "runtime_version", "input_shape", "threads", "precision", "status", "median_ms"],
+     ["a", "d", "r", "1", "s", "1", "fp32", "great", "3"], "status='great'"),
+])
+def test_bad_import_is_rejected_whole_and_store_is_untouched(tmp_path, header, row, words):
+    s = MeasurementStore(tmp_path / "m.sqlite")
+    s.put(_m())
+    good = ["g", "d", "r", "1", "s", "1", "fp32", "ok", "1"][: len(header)]
+    f = tmp_path / "bad.csv"
+    with open(f, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerow(good)
+        w.writerow(row)
+    with pytest.raises(StoreError, match=words):
+        s.import_csv(f)
+    assert [m.arch_id for m in s] == ["a1"]
+
+
+def test_four_ray_workers_writing_at_once_lose_no_row(tmp_path, ray_local):
+    import ray
+
+    path = str(tmp_path / "m.sqlite")
+    MeasurementStore(path)
+
+    @ray.remote(num_cpus=0)
+    def writer(worker: int, n: int) -> int:
+        # Only package imports here: the test module itself is not importable on Ray workers.
+        from device_farm import Measurement as M, MeasurementStore as Store
+
+        store = Store(path)
+        for i in range(n):
+            store.put(M(arch_id=f"w{worker}-{i}", device="host", runtime="onnxruntime", runtime_version="1.0",
+                        input_shape="1x3x224x224", threads=1, precision="fp32", status="ok", median_ms=float(i)))
+        return n
+
+    assert sum(ray.get([writer.remote(w, 40) for w in range(4)])) == 160
+    s = MeasurementStore(path)
+    assert len(s) == 160
+    assert {m.arch_id for m in s} == {f"w{w}-{i}" for w in range(4) for i in range(40)}
