@@ -8,6 +8,7 @@ stored latency keeps its ratio to the candle, which predictors may use to cancel
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -18,7 +19,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -210,11 +211,13 @@ class Farm:
         return m
 
     # ------------------------------------------------------------------ phones over adb
-    def _measure_adb(self, cfg: EdgeViTConfig, profile: DeviceProfile,
-                     device_factory: Callable[[str], Any] | None = None) -> Measurement:
+    def _measure_adb(self, cfg: EdgeViTConfig, profile: DeviceProfile) -> Measurement:
         from . import adb
 
-        base = dict(arch_id=cfg.arch_id, device=profile.id, runtime=profile.runtime, runtime_version="unknown",
+        binary = Path(profile.benchmark_binary) if profile.benchmark_binary else None
+        # The phone's runtime version is that of the benchmark binary: identify the build by its hash.
+        version = f"sha256:{hashlib.sha256(binary.read_bytes()).hexdigest()[:12]}" if binary and binary.is_file() else "unknown"
+        base = dict(arch_id=cfg.arch_id, device=profile.id, runtime=profile.runtime, runtime_version=version,
                     input_shape=f"1x3x{cfg.resolution}x{cfg.resolution}", threads=profile.threads,
                     precision=profile.precision, config=cfg.to_dict(), source=f"measured:adb:{profile.serial}")
         if not profile.serial:
@@ -226,16 +229,18 @@ class Farm:
                 f"device {profile.id}: runtime={profile.runtime!r} needs a .tflite model, and ONNX-to-TFLite "
                 "conversion is not part of this package; set runtime = \"onnxruntime\" and benchmark_binary to an "
                 "Android build of onnxruntime_perf_test"))
-        if not profile.benchmark_binary:
-            return Measurement(**base, status="failed", error=f"device {profile.id}: benchmark_binary is not set")
-        dev = (device_factory or adb.AdbDevice)(profile.serial)
+        if binary is None or not binary.is_file():
+            return Measurement(**base, status="failed",
+                               error=f"device {profile.id}: benchmark_binary={profile.benchmark_binary!r} is not a file")
+        dev = adb.AdbDevice(profile.serial, adb=profile.adb)
         try:
             report = adb.measure_on_phone(dev, onnx_path_for(cfg, self.cache_dir),
-                                          adb.AdbBenchmark(binary_local=Path(profile.benchmark_binary), tool="onnxruntime"),
+                                          adb.AdbBenchmark(binary_local=binary, tool="onnxruntime"),
                                           threads=profile.threads, cores=list(profile.pin_cores) or None)
         except Exception as e:
             return Measurement(**base, status="failed", error=f"{type(e).__name__}: {e}")
         return Measurement(**base, status="ok", median_ms=report.median_ms or report.mean_ms, p90_ms=report.p90_ms,
                            repeats=report.count, cv=(report.std_ms / report.mean_ms) if report.std_ms else None,
                            env={"tool": report.tool, "mean_ms": report.mean_ms, "min_ms": report.min_ms,
-                                "max_ms": report.max_ms})
+                                "max_ms": report.max_ms,
+                                "energy_note": "energy over adb (android-battery) is not wired into phone runs yet"})

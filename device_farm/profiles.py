@@ -42,6 +42,7 @@ class DeviceProfile:
     #: adb backend: the benchmark tool built for the phone (``benchmark_model`` for ``runtime = "tflite"``,
     #: ``onnxruntime_perf_test`` for ``runtime = "onnxruntime"``) and the cores to pin it to (empty: big cores).
     benchmark_binary: str = ""
+    adb: str = "adb"  # the adb executable (a path where it is not on PATH)
     pin_cores: tuple[int, ...] = ()
     #: Where the device's latency knowledge comes from until it is measured: ``source`` (``live``,
     #: ``nn-meter``), and for shipped data ``data`` (path inside ``device_farm/data``), ``measured_on``

@@ -139,7 +139,10 @@ def _energy(req: dict[str, Any], sess, feed) -> dict[str, Any]:
         from .energy import EnergyUnavailable, detect_sensor, energy_per_inference
     except ImportError as e:
         return {"energy_mj": None, "energy_note": f"energy module unavailable: {e}"}
-    sensor = detect_sensor(req["energy_sensor"])
+    try:
+        sensor = detect_sensor(req["energy_sensor"])
+    except (TypeError, ValueError) as e:  # e.g. a phone's sensor named in a local profile
+        return {"energy_mj": None, "energy_note": f"energy sensor {req['energy_sensor']!r} unusable here: {e}"}
     if sensor is None:
         return {"energy_mj": None, "energy_note": f"sensor {req['energy_sensor']} not available on this machine"}
     n = int(req.get("energy_runs", 50))

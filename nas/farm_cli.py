@@ -72,7 +72,7 @@ def _reachable(profile) -> str:
         return "no (no adb serial)"
     from device_farm.adb import AdbDevice
 
-    return "yes" if AdbDevice(profile.serial).reachable() else f"no (adb {profile.serial} not attached)"
+    return "yes" if AdbDevice(profile.serial, adb=profile.adb).reachable() else f"no (adb {profile.serial} not attached)"
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
