@@ -1,0 +1,129 @@
+"""Feature vectors of candidates for the latency/energy predictors, fast enough for a search.
+
+Two views of one candidate, both derived from :func:`search_space.graph.operators` so that the
+predictors see exactly the operators the model executes:
+
+- **kernel features**: for each operator kind (conv, dwconv, pwconv, linear, attention, ...), the sum
+  over the candidate's operators of that kind of (MACs, memory traffic in elements, count). A latency
+  that is a sum of per-kernel costs is linear in these, which is what the kernel-level predictor fits.
+- **graph features**: whole-network descriptors (resolution, totals, per-stage width, depth, kinds,
+  tokens seen by attention) for the whole-graph baseline and for the learned correction.
+
+Speed: blocks of one kind within a stage are identical, so operators are enumerated once per
+(stage, half-block kind) and multiplied by their count, not once per block.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from search_space import OP_KINDS, EdgeViTConfig, StageConfig
+from search_space.config import STAGE_STRIDES
+from search_space.graph import _Builder, _local_agg, _self_attn, operators
+
+__all__ = ["KERNEL_FEATURE_NAMES", "GRAPH_FEATURE_NAMES", "kernel_features", "graph_features", "feature_matrix"]
+
+_PER_KIND = ("macs", "elems", "count", "params")
+_W = len(_PER_KIND)
+KERNEL_FEATURE_NAMES: tuple[str, ...] = tuple(f"{k}.{f}" for k in OP_KINDS for f in _PER_KIND)
+_KIND_INDEX = {k: i for i, k in enumerate(OP_KINDS)}
+
+
+def _elems(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _ops_vector(ops) -> np.ndarray:
+    v = np.zeros(len(KERNEL_FEATURE_NAMES))
+    for op in ops:
+        i = _W * _KIND_INDEX[op.kind]
+        v[i] += op.macs
+        v[i + 1] += _elems(op.in_shape) + _elems(op.out_shape) + op.params  # elements read and written
+        v[i + 2] += 1
+        v[i + 3] += op.params
+    return v
+
+
+@lru_cache(maxsize=65536)
+def _half_block_vector(stage: StageConfig, side: int, half: str) -> np.ndarray:
+    b = _Builder()
+    (_local_agg if half == "local" else _self_attn)(b, "x.", stage, side)
+    return _ops_vector(b.ops)
+
+
+@lru_cache(maxsize=65536)
+def _edge_vector(cin: int, cout: int, stride: int, side_in: int) -> np.ndarray:
+    b = _Builder()
+    b.conv("d.proj", cin, cout, stride, stride, 1, side_in, "conv")
+    side = side_in // stride
+    b.norm("d.norm", "layernorm", (side * side, cout))
+    return _ops_vector(b.ops)
+
+
+def kernel_features(cfg: EdgeViTConfig) -> np.ndarray:
+    """Per-kind (MACs, elements moved, count, params) sums; equals summing :func:`operators` (tested)."""
+    v = np.zeros(len(KERNEL_FEATURE_NAMES))
+    cin, side = 3, cfg.resolution
+    for i, st in enumerate(cfg.stages):
+        stride = STAGE_STRIDES[0] if i == 0 else 2
+        v += _edge_vector(cin, st.width, stride, side)
+        side //= stride
+        n_local = sum(k in ("lgl", "local") for k in st.blocks)
+        n_attn = sum(k in ("lgl", "global") for k in st.blocks)
+        if n_local:
+            v += n_local * _half_block_vector(st, side, "local")
+        if n_attn:
+            v += n_attn * _half_block_vector(st, side, "attn")
+        cin = st.width
+    # Head: BatchNorm, pool, classifier.
+    c = cin
+    feat = side * side * c
+    bn, pool, lin = (_W * _KIND_INDEX[k] for k in ("batchnorm", "pool", "linear"))
+    v[bn + 1] += 2 * feat + 2 * c
+    v[bn + 2] += 1
+    v[bn + 3] += 2 * c
+    v[pool + 1] += feat + c
+    v[pool + 2] += 1
+    if cfg.num_classes:
+        n = cfg.num_classes
+        v[lin] += c * n
+        v[lin + 1] += c + n + c * n + n
+        v[lin + 2] += 1
+        v[lin + 3] += c * n + n
+    return v
+
+
+GRAPH_FEATURE_NAMES: tuple[str, ...] = (
+    "resolution", "log_macs", "log_params", "log_elems", "n_ops",
+    *[f"s{i + 1}.{f}" for i in range(4) for f in ("width", "depth", "n_local", "n_attn", "attn_tokens", "mlp_ratio",
+                                                  "kernel", "head_dim")],
+)
+
+
+def graph_features(cfg: EdgeViTConfig, kf: np.ndarray | None = None) -> np.ndarray:
+    kf = kernel_features(cfg) if kf is None else kf
+    macs, elems, n_ops, params = (kf[j::_W].sum() for j in range(_W))
+    out = [cfg.resolution, np.log(macs), np.log(params), np.log(elems), n_ops]
+    for i, st in enumerate(cfg.stages):
+        side = cfg.feature_side(i)
+        out += [st.width, st.depth, sum(k in ("lgl", "local") for k in st.blocks),
+                sum(k in ("lgl", "global") for k in st.blocks),
+                (side // st.sr_ratio) ** 2 if st.has_attention else 0, st.mlp_ratio, st.kernel_size or 0,
+                st.head_dim or 0]
+    return np.asarray(out, dtype=float)
+
+
+def feature_matrix(cfgs: list[EdgeViTConfig]) -> tuple[np.ndarray, np.ndarray]:
+    """``(kernel features, graph features)`` for a batch, one row per candidate."""
+    kf = np.stack([kernel_features(c) for c in cfgs])
+    gf = np.stack([graph_features(c, k) for c, k in zip(cfgs, kf)])
+    return kf, gf
+
+
+def _reference_kernel_features(cfg: EdgeViTConfig) -> np.ndarray:
+    """Slow path over every operator; the tests check the fast path against it."""
+    return _ops_vector(operators(cfg))
