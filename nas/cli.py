@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from . import farm_cli, space_cli
+from . import farm_cli, predictor_cli, space_cli
 
 __all__ = ["main", "build_parser"]
 
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     space_cli.register(groups)
     farm_cli.register(groups)
+    predictor_cli.register(groups)
     return parser
 
 

@@ -49,9 +49,17 @@ def _ops_vector(ops) -> np.ndarray:
 
 
 @lru_cache(maxsize=65536)
-def _half_block_vector(stage: StageConfig, side: int, half: str) -> np.ndarray:
+def _local_vector(width: int, mlp_ratio: float, kernel: int, side: int) -> np.ndarray:
+    # Keyed by the few numbers a LocalAgg half depends on, so the cache hits across candidates.
     b = _Builder()
-    (_local_agg if half == "local" else _self_attn)(b, "x.", stage, side)
+    _local_agg(b, "x.", StageConfig(width, ("local",), mlp_ratio, kernel_size=kernel), side)
+    return _ops_vector(b.ops)
+
+
+@lru_cache(maxsize=65536)
+def _attn_vector(width: int, mlp_ratio: float, head_dim: int, sr: int, side: int) -> np.ndarray:
+    b = _Builder()
+    _self_attn(b, "x.", StageConfig(width, ("global",), mlp_ratio, head_dim=head_dim, sr_ratio=sr), side)
     return _ops_vector(b.ops)
 
 
@@ -75,9 +83,9 @@ def kernel_features(cfg: EdgeViTConfig) -> np.ndarray:
         n_local = sum(k in ("lgl", "local") for k in st.blocks)
         n_attn = sum(k in ("lgl", "global") for k in st.blocks)
         if n_local:
-            v += n_local * _half_block_vector(st, side, "local")
+            v += n_local * _local_vector(st.width, st.mlp_ratio, st.kernel_size, side)
         if n_attn:
-            v += n_attn * _half_block_vector(st, side, "attn")
+            v += n_attn * _attn_vector(st.width, st.mlp_ratio, st.head_dim, st.sr_ratio, side)
         cin = st.width
     # Head: BatchNorm, pool, classifier.
     c = cin

@@ -1,0 +1,163 @@
+"""``nas predictor``: train, evaluate and inspect a device's latency/energy predictor."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from device_farm import DEFAULT_STORE, MeasurementStore, get_profile
+
+from .space_cli import _console
+
+__all__ = ["register"]
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    pred = groups.add_parser("predictor", help="latency/energy predictors learned from measurements")
+    cmds = pred.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--device", required=True)
+    common.add_argument("--target", default="latency", choices=("latency", "energy"))
+    common.add_argument("--store", type=Path, default=DEFAULT_STORE)
+
+    p = cmds.add_parser("train", parents=[common], help="compare methods by cross-validation, fit the best, save it")
+    p.add_argument("--method", default="auto", help="auto (best by CV), macs, linear, kernel or graph")
+    p.add_argument("--out", type=Path, help="default runs/predictors/<device>-<target>.json")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
+
+    p = cmds.add_parser("eval", parents=[common], help="cross-validated comparison of every method, nothing saved")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_eval)
+
+    p = cmds.add_parser("predict", help="predicted latency of presets or JSON configurations on a device")
+    p.add_argument("--device", required=True)
+    p.add_argument("configs", nargs="+")
+    p.set_defaults(func=cmd_predict)
+
+    p = cmds.add_parser("show", help="what a saved predictor is, and how it compared")
+    p.add_argument("path", type=Path, nargs="?")
+    p.add_argument("--device")
+    p.add_argument("--target", default="latency", choices=("latency", "energy"))
+    p.set_defaults(func=cmd_show)
+
+
+def comparison_table(comparison: dict[str, dict[str, float]], title: str, chosen: str | None = None) -> Table:
+    t = Table(title=title)
+    for col in ("method", "n", "within 5%", "within 10%", "RMSE", "Kendall tau", "Spearman"):
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for m, r in comparison.items():
+        t.add_row(m + (" (chosen)" if m == chosen else ""), str(r["n"]), f"{r['within_5']:.1%}", f"{r['within_10']:.1%}",
+                  f"{r['rmse_ms']:.3f}", f"{r['kendall']:.3f}", f"{r['spearman']:.3f}",
+                  style="bold" if m == chosen else None)
+    return t
+
+
+def _fail(e: Exception) -> int:
+    import sys
+
+    print(f"nas: error: {e}", file=sys.stderr)
+    return 2
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from predictors.trained import NoDataError, default_path, train
+
+    profile = get_profile(args.device)
+    try:
+        p = train(MeasurementStore(args.store), args.device, args.target, args.method, seed=args.seed)
+    except NoDataError as e:
+        if args.target == "latency" and profile.calibration.get("source") == "nn-meter":
+            from predictors.device import fit_phone_model
+
+            con = _console()
+            with con.status(f"{e}; fitting the nn-Meter block model of {args.device} instead..."):
+                out = fit_phone_model(args.device, (args.out.parent if args.out else "runs/predictors"))
+            con.print(f"{args.device}: no measurements yet; saved the block-latency model {out} "
+                      f"(calibration: {profile.calibration.get('measured_on')}). 'nas predictor show --device "
+                      f"{args.device}' lists its held-out accuracy.")
+            return 0
+        return _fail(e)
+    except ValueError as e:
+        return _fail(e)
+    out = p.save(args.out or default_path(args.device, args.target))
+    con = _console()
+    con.print(comparison_table(p.comparison, f"{args.device} {args.target}: 5-fold cross-validation, "
+                                             f"{p.n_train} measurements", p.method))
+    con.print(f"saved {out} (method {p.method}, data {p.data_hash}, relative sigma {p.model.rel_sigma_:.3f})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from predictors.latency import METHODS, cross_validate
+    from predictors.trained import dataset
+
+    get_profile(args.device)
+    cfgs, y, _ = dataset(MeasurementStore(args.store), args.device, args.target)
+    if len(y) < 10:
+        return _fail(ValueError(f"device {args.device}: {len(y)} clean {args.target} measurements, need >= 10"))
+    comp = {m: cross_validate(m, cfgs, y, seed=args.seed)[0].as_dict() for m in METHODS}
+    _console().print(comparison_table(comp, f"{args.device} {args.target}: 5-fold cross-validation"))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from predictors.trained import default_path, load
+
+    path = args.path or (default_path(args.device, args.target) if args.device else None)
+    if path is None:
+        return _fail(ValueError("give a predictor path or --device"))
+    con = _console()
+    if path.exists() and json.loads(path.read_text()).get("kind") == "phone-blocks":
+        d = json.loads(path.read_text())
+        con.print(f"{path}: {d['device']} latency from nn-Meter block tables measured on {d['measured_on']} "
+                  f"({d['provenance']})")
+        t = Table(title="held-out blocks (random 20%), chosen regressor vs linear fit on MACs and params")
+        for col in ("block type", "regressor", "n", "within 5%", "within 10%", "RMSE ms", "Kendall tau",
+                    "linear: within 10%"):
+            t.add_column(col)
+        for btype, r in d["model"].get("heldout", {}).items():
+            m, lin = r["model"], r.get("linear_macs_params", {})
+            t.add_row(btype, r["kind"], str(m["n"]), f"{m['within_5']:.1%}", f"{m['within_10']:.1%}",
+                      f"{m['rmse_ms']:.4f}", f"{m['kendall_tau']:.3f}", f"{lin.get('within_10', float('nan')):.1%}")
+        con.print(t)
+        return 0
+    try:
+        p = load(path)
+    except (FileNotFoundError, ValueError) as e:
+        return _fail(e)
+    con.print(f"{path}: {p.device} {p.target} predictor, method {p.method}, {p.n_train} measurements "
+              f"(data {p.data_hash}), created {p.created_at}, {p.provenance}")
+    con.print(comparison_table(p.comparison, "cross-validation at training time", p.method))
+    if hasattr(p.model, "weights_"):
+        from predictors.features import KERNEL_FEATURE_NAMES
+
+        names = [n for n in KERNEL_FEATURE_NAMES if not n.endswith(".params")] + ["constant"]
+        nz = {n: w for n, w in zip(names, p.model.weights_) if w > 0}
+        con.print("kernel costs (ms per GMAC / per M elements / per launch): " + json.dumps(
+            {k: round(v, 4) for k, v in nz.items()}))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from predictors.device import load_device_model
+    from predictors.trained import NoDataError
+    from search_space import cost, load_config
+
+    cfgs = [load_config(c) for c in args.configs]
+    con = _console()
+    try:
+        with con.status(f"loading the latency model of {args.device}..."):
+            model = load_device_model(args.device)
+    except NoDataError as e:
+        return _fail(e)
+    mean, std = model.predict(cfgs)
+    t = Table(title=f"predicted latency on {args.device}", caption=f"calibration: {model.calibration}")
+    for col in ("id", "config", "GMACs", "latency ms", "± std"):
+        t.add_column(col)
+    for cfg, spec, m, s in zip(cfgs, args.configs, mean, std):
+        t.add_row(cfg.arch_id, cfg.name or spec, f"{cost(cfg).gmacs:.3f}", f"{m:.2f}", f"{s:.2f}")
+    con.print(t)
+    return 0

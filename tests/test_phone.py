@@ -1,0 +1,207 @@
+"""Phone latency predictors from nn-Meter block tables (predictors/phone.py). About 15 s on 2 cores.
+
+The fitted predictor is a light one (the four block types the EdgeViT mapping uses, no
+extrapolation splits, no refit), so the suite stays fast; bench/phone_blocks.py runs the full fit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import search_space as ss
+from predictors.phone import (
+    BLOCK_TYPES,
+    IGNORED_KEYS,
+    PROVENANCES,
+    BlockRegressor,
+    KeyFormatError,
+    PhoneLatencyPredictor,
+    UnknownDeviceError,
+    _Trees,
+    load_table,
+    map_candidate,
+    parse_key,
+    phone_devices,
+    predict_phone_latency,
+    random_split,
+)
+
+PHONES = ("s21", "pixel4", "pixel1")
+MAPPED_TYPES = ("firstconv", "conv", "transattn", "transffn")
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return {d: load_table(d) for d in PHONES}
+
+
+@pytest.fixture(scope="module")
+def s21():
+    return PhoneLatencyPredictor("s21", block_types=MAPPED_TYPES, extrapolation=False, refit_full=False).fit()
+
+
+def test_the_three_phones_have_tables():
+    assert set(PHONES) <= set(phone_devices())
+
+
+@pytest.mark.parametrize("device", PHONES)
+def test_every_key_parses_and_round_trips(tables, device):
+    table = tables[device]
+    counts = dict.fromkeys(BLOCK_TYPES, 0)
+    unparsed = []
+    for key in table:
+        if key in IGNORED_KEYS:
+            continue
+        try:
+            spec = parse_key(key)
+        except KeyFormatError:
+            unparsed.append(key)
+            continue
+        assert spec.key() == key  # the parsed fields carry every part of the key
+        counts[spec.type] += 1
+    assert unparsed == []
+    assert IGNORED_KEYS == frozenset()
+    # counts from the tables themselves (12,116 keys per phone, shared/data/README.md)
+    assert counts == {"firstconv": 12, "conv": 1788, "transds": 7740, "transattn": 1077, "transffn": 1436, "mbpool": 63}
+    assert all(v > 0 for v in table.values())
+
+
+def test_key_fields_are_read_in_the_documented_order():
+    s = parse_key("conv_64_16_24_3_2_hard_swish_5_se")
+    assert (s.hw, s.cin, s.cout, s.expansion, s.stride, s.act, s.kernel, s.se) == (64, 16, 24, 3, 2, "hard_swish", 5, True)
+    s = parse_key("transds_8_288_320_2_6")
+    assert (s.hw, s.cin, s.cout, s.stride, s.expansion, s.kernel, s.se) == (8, 288, 320, 2, 6, 3, True)
+    s = parse_key("transattn_16_48_hard_swish_3_ln")
+    assert (s.hw, s.cin, s.v_scale, s.tokens) == (16, 48, 3, 256)
+    s = parse_key("transffn_3_320_5_hard_swish_ln")
+    assert (s.hw, s.cin, s.expansion) == (3, 320, 5)
+
+
+@pytest.mark.parametrize("bad", ["conv_64_16", "transattn_16_48_hard_swish_3_bn", "lstm_1_2", ""])
+def test_bad_key_is_a_one_line_error(bad):
+    with pytest.raises(KeyFormatError) as e:
+        parse_key(bad)
+    assert "\n" not in str(e.value) and repr(bad) in str(e.value)
+
+
+def test_tree_evaluator_matches_sklearn():
+    from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5))
+    y = X[:, 0] ** 2 + np.sin(X[:, 1]) + 0.1 * rng.normal(size=300)
+    Xq = rng.normal(size=(200, 5))
+    g = GradientBoostingRegressor(n_estimators=40, max_depth=3, random_state=0).fit(X, y)
+    t = _Trees.from_sklearn(g.estimators_[:, 0], float(g.init_.constant_.ravel()[0]), g.learning_rate)
+    np.testing.assert_allclose(t.predict(Xq), g.predict(Xq), rtol=1e-12, atol=1e-12)
+    f = RandomForestRegressor(n_estimators=10, random_state=0).fit(X, y)
+    t = _Trees.from_sklearn(f.estimators_, 0.0, 1.0 / 10)
+    np.testing.assert_allclose(t.predict(Xq), f.predict(Xq), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["rate", "ridge", "gbm", "rf", "hybrid"])
+def test_regressor_round_trips_through_json(tables, kind):
+    rows = [(parse_key(k), v) for k, v in tables["s21"].items() if k.startswith("transffn")]
+    tr, te = random_split(len(rows), 0.2, 0)
+    reg = BlockRegressor("transffn", model=kind, n_estimators=40).fit([rows[i][0] for i in tr], [rows[i][1] for i in tr])
+    back = BlockRegressor.from_dict(json.loads(json.dumps(reg.to_dict())))
+    q = [rows[i][0] for i in te]
+    a, b = reg.predict(q), back.predict(q)
+    assert np.array_equal(a, b)
+    assert back.kind_ == kind and back.get_params() == reg.get_params()
+
+
+def test_fitted_predictor_round_trips(s21):
+    back = PhoneLatencyPredictor.from_dict(json.loads(json.dumps(s21.to_dict())))
+    cfgs = list(ss.PRESETS.values()) + ss.DEFAULT_SPACE.sample_random(5, seed=3)
+    assert [p.total_ms for p in back.predict_many(cfgs)] == [p.total_ms for p in s21.predict_many(cfgs)]
+
+
+def test_heldout_within_10_percent_on_s21(s21):
+    # Threshold = the project's target (99 % of held-out blocks within 10 % of the measurement, per
+    # block type and phone). The held-out sets are 358 / 215 / 287 blocks, so 0.99 tolerates 3 / 2 / 2
+    # misses; the fit measured 0.997 / 1.0 / 1.0 when this test was written.
+    for t in ("conv", "transattn", "transffn"):
+        m = s21.heldout_[t]["model"]
+        assert m["n"] >= 200
+        assert m["within_10"] >= 0.99, (t, m)
+        # and the trivial baseline on the same split is clearly worse: the test can tell them apart
+        assert s21.heldout_[t]["linear_macs_params"]["within_10"] < m["within_10"]
+
+
+def test_presets_positive_ordered_and_parts_sum(s21):
+    preds = {n: s21.predict(cfg) for n, cfg in ss.PRESETS.items()}
+    tot = {n: p.total_ms for n, p in preds.items()}
+    assert all(v > 0 for v in tot.values())
+    assert tot["edgevit_xxs"] < tot["edgevit_xs"] < tot["edgevit_s"]
+    for p in preds.values():
+        assert all(part.ms >= 0 and part.std_ms >= 0 for part in p.parts)
+        assert sum(part.ms for part in p.parts) == pytest.approx(p.total_ms, rel=1e-12)
+        assert sum(p.half_blocks().values()) == pytest.approx(p.total_ms, rel=1e-12)
+        assert sum(p.share().values()) == pytest.approx(1.0)
+        assert 0 < p.std_ms < p.total_ms
+
+
+def test_batch_equals_single(s21):
+    cfgs = ss.DEFAULT_SPACE.sample_random(4, seed=7)
+    batch = s21.predict_many(cfgs)
+    assert [b.total_ms for b in batch] == pytest.approx([s21.predict(c).total_ms for c in cfgs], rel=1e-12)
+
+
+@pytest.mark.parametrize("cfg", list(ss.PRESETS.values()) + ss.DEFAULT_SPACE.sample_random(20, seed=11))
+def test_provenance_covers_every_half_block_and_op(cfg):
+    parts = map_candidate(cfg)
+    ops = ss.operators(cfg)
+    assert {p.half_block for p in parts} == {op.block for op in ops}
+    covered = [name for p in parts for name in p.ops]
+    assert sorted(covered) == sorted(op.name for op in ops)  # each op in exactly one part
+    for p in parts:
+        assert p.provenance in PROVENANCES
+        assert (p.spec is None) == (p.provenance == "transferred")
+        assert p.block_type == "rate" if p.provenance == "transferred" else p.block_type == p.spec.type
+
+
+def test_direct_and_approximate_rules():
+    xxs = ss.PRESETS["edgevit_xxs"]  # head_dim 36: heads differ from C/16 -> approximate attention
+    att = [p for p in map_candidate(xxs) if p.part == "attention"]
+    assert att and all(p.provenance == "approximate" for p in att)
+    # head_dim 16 (heads = C/16, as nn-Meter measured) on widths divisible by 16 -> direct attention
+    stages = tuple(dataclasses.replace(st, width=w, head_dim=16) for st, w in zip(xxs.stages, (48, 96, 160, 256)))
+    cfg16 = xxs.replace(stages=stages)
+    att = [p for p in map_candidate(cfg16) if p.part == "attention"]
+    assert att and all(p.provenance == "direct" for p in att)
+    mlp = {p.provenance for p in map_candidate(xxs) if p.part in ("mlp", "conv_mlp")}
+    assert mlp == {"direct", "approximate"}
+
+
+def test_sampling_ratio_changes_attention_tokens(s21):
+    base = ss.PRESETS["edgevit_xs"]
+    r1 = base.replace(stages=tuple(dataclasses.replace(st, sr_ratio=1) for st in base.stages))
+    att = {cfg.arch_id: {p.half_block: p.spec for p in map_candidate(cfg) if p.part == "attention"} for cfg in (base, r1)}
+    a, b = att[base.arch_id], att[r1.arch_id]
+    assert a.keys() == b.keys()
+    for hb in a:
+        i = int(hb.split(".")[1])
+        side = base.feature_side(i)
+        assert b[hb].hw == side and b[hb].tokens == side * side  # r = 1: every token
+        assert a[hb].hw == side // base.stages[i].sr_ratio
+    assert a["stages.0.blocks.0.self_attn"].tokens == (56 // 4) ** 2 != b["stages.0.blocks.0.self_attn"].tokens
+    p_base, p_r1 = s21.predict(base), s21.predict(r1)
+    ms = {p.half_block: p.ms for p in p_base.parts if p.part == "attention"}
+    ms1 = {p.half_block: p.ms for p in p_r1.parts if p.part == "attention"}
+    assert ms1["stages.0.blocks.0.self_attn"] > 10 * ms["stages.0.blocks.0.self_attn"]  # 3136 vs 196 tokens
+    rest = [p for p in p_r1.parts if p.part == "attn_rest"]
+    assert all("residual add" in p.detail for p in rest)  # no sampling / LocalProp when r = 1
+
+
+@pytest.mark.parametrize("call", [lambda cfg: predict_phone_latency(cfg, "galaxy_s99"), lambda cfg: load_table("galaxy_s99")])
+def test_unknown_device_is_a_one_line_error(call):
+    with pytest.raises(UnknownDeviceError) as e:
+        call(ss.PRESETS["edgevit_xxs"])
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("device_id='galaxy_s99'")
+    assert "allowed: " in msg and all(d in msg for d in PHONES) and "host" not in msg.split("allowed:")[1]
