@@ -44,6 +44,14 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--profile-ops", action="store_true")
     p.set_defaults(func=cmd_sample)
 
+    p = cmds.add_parser("calibrate", parents=[common, ray_opts],
+                        help="measure the reference set plus samples on a device and fit its latency model")
+    p.add_argument("--device", required=True)
+    p.add_argument("-n", type=int, default=20, help="measurements in all (10 reference + n-10 random; default 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bases", help="comma-separated devices to calibrate against (default: every device with a model)")
+    p.set_defaults(func=cmd_calibrate)
+
     p = cmds.add_parser("export", parents=[common], help="write measurements to CSV")
     p.add_argument("out", type=Path)
     p.add_argument("--device")
@@ -191,3 +199,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from device_farm.ray_farm import serve
 
     return serve(args.device, args.address, args.num_cpus)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from predictors.device import calibrate_device
+    from predictors.trained import NoDataError
+
+    profile = get_profile(args.device)
+    reach = _reachable(profile)
+    if reach != "yes":
+        print(f"nas: error: device {args.device} is not reachable: {reach}", file=__import__("sys").stderr)
+        return 2
+    farm = _farm(args)
+    con = _console()
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"))
+    with Progress(*columns, console=con) as bar:
+        task = bar.add_task(f"calibrate {args.device}", total=args.n, last="")
+        try:
+            path, adapter = calibrate_device(
+                args.device, farm, args.n, args.seed, bases=args.bases.split(",") if args.bases else None,
+                on_result=lambda m, d, t: bar.update(task, completed=d, total=t, last=f"{m.arch_id} {m.status}"))
+        except (NoDataError, ValueError) as e:
+            print(f"nas: error: {e}", file=__import__("sys").stderr)
+            return 2
+    con.print(f"saved {path}: few-shot model over {', '.join(adapter.base_devices_)} from {adapter.n_train_} "
+              f"measurements; leave-one-out relative sigma {adapter.rel_sigma_:.3f}")
+    return 0

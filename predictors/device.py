@@ -25,9 +25,14 @@ from search_space import EdgeViTConfig
 
 from .trained import NoDataError, TrainedPredictor, default_path
 
-__all__ = ["DeviceLatencyModel", "load_device_model", "fit_phone_model"]
+__all__ = ["DeviceLatencyModel", "load_device_model", "fit_phone_model", "available_devices", "calibrate_device"]
 
 PHONE_KIND = "phone-blocks"
+FEWSHOT_KIND = "fewshot"
+
+
+def _base_functions(bases: dict[str, "DeviceLatencyModel"]):
+    return {d: (lambda cfgs, m=m: m.predict(cfgs)[0]) for d, m in bases.items()}
 
 
 @dataclass
@@ -41,6 +46,10 @@ class DeviceLatencyModel:
         """Mean and standard deviation (ms) for each candidate."""
         if self.kind == "measured":
             return self.model.predict_with_std(cfgs)
+        if self.kind == FEWSHOT_KIND:
+            adapter, bases = self.model
+            mean = adapter.predict(list(cfgs), _base_functions(bases))
+            return mean, mean * adapter.rel_sigma_
         preds = self.model.predict_many(list(cfgs))
         return np.array([p.total_ms for p in preds]), np.array([p.std_ms for p in preds])
 
@@ -73,6 +82,14 @@ def load_device_model(device: str, root: str | os.PathLike = "runs/predictors", 
             raise NoDataError(f"device {device}: no latency predictor at {path}; run 'nas farm sample --device {device} "
                               f"-n 300' then 'nas predictor train --device {device}'")
     d = json.loads(path.read_text())
+    if d.get("kind") == FEWSHOT_KIND:
+        from .calibrate import FewShotAdapter
+
+        adapter = FewShotAdapter.from_dict(d["adapter"])
+        bases = {b: load_device_model(b, root, fit_missing) for b in adapter.base_devices_}
+        return DeviceLatencyModel(device, FEWSHOT_KIND, (adapter, bases),
+                                  f"{adapter.n_train_} measurements on {device} (few-shot over "
+                                  f"{', '.join(adapter.base_devices_)}; {d['provenance']})")
     if d.get("kind") == PHONE_KIND:
         from .phone import PhoneLatencyPredictor
 
@@ -82,3 +99,56 @@ def load_device_model(device: str, root: str | os.PathLike = "runs/predictors", 
     p = TrainedPredictor.from_dict(d)
     return DeviceLatencyModel(device, "measured", p.model,
                               f"{p.n_train} measurements on {device} ({p.provenance}), method {p.method}")
+
+
+def available_devices(root: str | os.PathLike = "runs/predictors", exclude: str | None = None) -> list[str]:
+    """Devices whose latency model exists in ``root`` or can be fitted from shipped calibration data."""
+    from device_farm import load_profiles
+
+    out = []
+    for dev, prof in sorted(load_profiles().items()):
+        if dev == exclude:
+            continue
+        if default_path(dev, "latency", root).exists() or prof.calibration.get("source") == "nn-meter":
+            out.append(dev)
+    return out
+
+
+def calibrate_device(device: str, farm, n: int = 20, seed: int = 0, root: str | os.PathLike = "runs/predictors",
+                     on_result=None, bases: list[str] | None = None) -> tuple[Path, "object"]:
+    """Measure the calibration set on ``device`` and save a few-shot latency model for it.
+
+    Returns the saved path and the fitted :class:`~predictors.calibrate.FewShotAdapter`. Base models are
+    every other device with a model (measured or nn-Meter), never one built on ``device`` itself.
+    """
+    from .calibrate import FewShotAdapter, calibration_set
+
+    if n < 10:
+        raise ValueError(f"n={n}: needs >= 10 (the reference set) and at most a few dozen")
+    profile = get_profile(device)
+    names = bases if bases is not None else available_devices(root, exclude=device)
+    if device in names:
+        raise ValueError(f"bases: must not contain the device being calibrated ({device})")
+    cfgs = calibration_set(n, seed)
+    measured = []
+    for i, cfg in enumerate(cfgs):
+        m = farm.measure(cfg, profile)
+        if on_result:
+            on_result(m, i + 1, len(cfgs))
+        if m.status == "ok":
+            measured.append((cfg, m.median_ms))
+    if len(measured) < 5:
+        raise NoDataError(f"device {device}: only {len(measured)} of {len(cfgs)} calibration measurements succeeded")
+    bases = {b: load_device_model(b, root) for b in names}
+    bases = {b: m for b, m in bases.items() if not (m.kind == FEWSHOT_KIND and device in m.model[0].base_devices_)}
+    if not bases:
+        raise NoDataError(f"device {device}: no other device has a latency model to calibrate against")
+    adapter = FewShotAdapter().fit([c for c, _ in measured], [y for _, y in measured], _base_functions(bases))
+    path = default_path(device, "latency", root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"kind": FEWSHOT_KIND, "device": device, "adapter": adapter.to_dict(),
+                               "provenance": f"calibrated on {len(measured)} measurements, seed {seed}",
+                               "arch_ids": [c.arch_id for c, _ in measured]}))
+    os.replace(tmp, path)
+    return path, adapter

@@ -1,0 +1,56 @@
+"""Few-shot calibration of a new device: real measurements on this CPU, a base model trained on the
+shipped host measurements, and the saved model loaded back through the device facade."""
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from device_farm import MeasurementStore
+from device_farm.measure import Farm
+from predictors.calibrate import FewShotAdapter, calibration_set, reference_set
+from predictors.device import calibrate_device, load_device_model
+from predictors.trained import dataset, train
+from test_latency_predictors import DATA
+from test_measure import QUICK
+
+
+def test_reference_set_is_fixed_and_starts_with_the_presets():
+    a, b = reference_set(), reference_set()
+    assert [c.arch_id for c in a] == [c.arch_id for c in b] and len(a) == 10
+    assert [c.name for c in a[:3]] == ["edgevit_xxs", "edgevit_xs", "edgevit_s"]
+    cal = calibration_set(20, seed=3)
+    assert len({c.arch_id for c in cal}) == 20 and [c.arch_id for c in cal[:10]] == [c.arch_id for c in a]
+
+
+def test_adapter_round_trips_and_refuses_too_few_points():
+    cfgs = calibration_set(12)
+    base = {"b": lambda cs: np.array([1.0 + i for i in range(len(cs))])}
+    y = np.array([2.0 + 2 * i for i in range(12)])
+    a = FewShotAdapter().fit(cfgs, y, base)
+    b = FewShotAdapter.from_dict(a.to_dict())
+    assert np.allclose(a.predict(cfgs, base), b.predict(cfgs, base))
+    with pytest.raises(ValueError, match="need >= 5"):
+        FewShotAdapter().fit(cfgs[:3], y[:3], base)
+
+
+def test_calibrating_a_new_local_device_against_the_host_model(tmp_path, monkeypatch):
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    (devices / "box.toml").write_text('id = "box"\nname = "Another box"\nbackend = "onnxruntime"\nruntime = "onnxruntime"\n')
+    monkeypatch.setenv("EDGEVIT_NAS_DEVICES", str(devices))
+    root = tmp_path / "predictors"
+    shipped = MeasurementStore(tmp_path / "shipped.sqlite")
+    shipped.import_csv(DATA)
+    train(shipped, "host", method="kernel").save(root / "host-latency.json")
+
+    farm = Farm(MeasurementStore(tmp_path / "box.sqlite"), protocol=QUICK)
+    path, adapter = calibrate_device("box", farm, n=10, root=root, bases=["host"])
+    clean = len(farm.store.query(device="box", status="ok"))  # disturbed runs are not learned from
+    assert adapter.base_devices_ == ("host",) and adapter.n_train_ == clean >= 5 and path.exists()
+    model = load_device_model("box", root)
+    assert model.kind == "fewshot" and f"{clean} measurements on box" in model.calibration
+    # "box" is this very CPU, so the calibrated model must rank the shipped host measurements well.
+    cfgs, y, _ = dataset(shipped, "host")
+    mean, std = model.predict(cfgs)
+    assert spearmanr(mean, y)[0] > 0.95 and np.all(std > 0)
+    with pytest.raises(ValueError, match="must not contain"):
+        calibrate_device("box", farm, n=10, root=root, bases=["box"])
