@@ -1,0 +1,232 @@
+"""NAS-Bench-201 / FBNet modules, their cost features, and the few-shot latency adapter (HELP data)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from predictors.fewshot import (ENCODING_SHAPE, HELP_SPLITS, DeviceBank, FewShotLatency, load_help, query_indices,
+                                support_indices, trimmed_spearman)
+from predictors.nets import (FBNET_BLOCKS, NB201_OPS, CostTable, MBConv, NB201Cell, build_fbnet, build_nb201,
+                             check_profile, count_macs_params, fbnet_encoding, format_fbnet, format_nb201,
+                             nb201_encoding, parse_fbnet, parse_nb201, profile_module, profile_network,
+                             space_features)
+
+DATA = Path(os.environ.get("EDGEVIT_NAS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+needs_data = pytest.mark.skipif(not (DATA / "help" / "nasbench201" / "latency_ms.csv").exists(),
+                                reason=f"HELP data not found under {DATA} (set EDGEVIT_NAS_SHARED_DATA)")
+
+NB_ARCHS = [
+    "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|",
+    "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+]
+FB_ARCHS = [
+    ["k5_e6", "skip", "k3_e1_g2", "skip", "k5_e1", "skip", "skip", "skip", "k5_e6", "k5_e1", "k3_e1_g2", "k5_e1",
+     "k5_e6", "k3_e6", "k3_e3", "k5_e6", "k3_e6", "k3_e3", "k5_e1", "k3_e3", "k5_e1", "k5_e1_g2"],
+    ["skip"] * 22,  # every shape change goes through the 1x1-conv skip
+]
+
+# Hand-counted MACs of the NAS-Bench-201 skeleton (no cells): stem 3*16*9*32^2 = 442,368; each reduction
+# block: conv_a c_in*c_out*9*r^2 + conv_b c_out^2*9*r^2 + shortcut 1x1 c_in*c_out*r^2, i.e.
+# 1,179,648 + 2,359,296 + 131,072 twice (16->32 at r=16, 32->64 at r=8); classifier 64*10 = 640.
+NB201_SKELETON_MACS = 442_368 + 2 * (1_179_648 + 2_359_296 + 131_072) + 640  # = 7,783,040
+CONV3_EDGE_MACS = 16 * 16 * 9 * 32 * 32  # c^2 * 9 * r^2, the same at 16@32x32, 32@16x16 and 64@8x8
+CONV1_EDGE_MACS = 16 * 16 * 32 * 32
+
+
+def test_nb201_parser_round_trip_and_errors():
+    for a in NB_ARCHS:
+        ops = parse_nb201(a)
+        assert len(ops) == 6 and format_nb201(ops) == a
+    assert parse_nb201(NB_ARCHS[1])[4] == "nor_conv_3x3"  # edge 3<-1
+    for bad in ["|nor_conv_3x3~0|+|none~0|none~1|", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+                "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|"]:
+        with pytest.raises(ValueError):
+            parse_nb201(bad)
+
+
+def test_fbnet_parser_round_trip_and_errors():
+    for blocks in FB_ARCHS:
+        s = str(blocks)
+        assert parse_fbnet(s) == tuple(blocks)
+        assert format_fbnet(parse_fbnet(s)) == s
+    with pytest.raises(ValueError):
+        parse_fbnet(str(FB_ARCHS[0][:21]))
+    with pytest.raises(ValueError):
+        parse_fbnet(str(["k7_e6"] + FB_ARCHS[0][1:]))
+
+
+@needs_data
+def test_parsers_round_trip_every_arch_in_the_data():
+    for space, parse, fmt in (("nasbench201", parse_nb201, format_nb201), ("fbnet", parse_fbnet, format_fbnet)):
+        import csv
+
+        with open(DATA / "help" / space / "latency_ms.csv", newline="") as f:
+            archs = [r["arch"] for r in csv.DictReader(f)]
+        assert all(fmt(parse(a)) == a for a in archs)
+        assert len(set(archs)) == len(archs)
+
+
+def test_nb201_networks_run_with_right_shapes():
+    torch.manual_seed(0)
+    for a in NB_ARCHS:
+        net = build_nb201(a).eval()
+        with torch.no_grad():
+            out = net(torch.randn(2, 3, 32, 32))
+        assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+def test_fbnet_networks_run_with_right_shapes():
+    torch.manual_seed(0)
+    for blocks in FB_ARCHS:
+        net = build_fbnet(blocks).eval()
+        with torch.no_grad():
+            out = net(torch.randn(1, 3, 224, 224))
+        assert out.shape == (1, 1000) and torch.isfinite(out).all()
+        feats = net.head(net.layers(net.stem(torch.randn(1, 3, 224, 224))))
+        assert feats.shape == (1, 1984, 7, 7)
+
+
+def test_all_none_cell_outputs_zeros_and_cuts_the_input_off():
+    cell = NB201Cell(["none"] * 6, 16)
+    x = torch.randn(2, 16, 32, 32)
+    y = cell(x)
+    assert y.shape == x.shape and torch.count_nonzero(y) == 0
+    # every cell of the network is zero, so the logits cannot depend on the image
+    net = build_nb201(NB_ARCHS[2]).eval()
+    with torch.no_grad():
+        a, b = net(torch.randn(1, 3, 32, 32)), net(10 * torch.randn(1, 3, 32, 32))
+    assert torch.equal(a, b)
+    # a skip-only cell is not cut off: node1 = x, node2 = x + node1 = 2x, node3 = x + node1 + node2 = 4x
+    skip = NB201Cell(["skip_connect"] * 6, 16)
+    assert torch.allclose(skip(x), 4 * x)
+
+
+def test_hand_counted_macs_and_params():
+    macs, params = count_macs_params(build_nb201(NB_ARCHS[2]), 32)
+    assert macs == NB201_SKELETON_MACS == 7_783_040
+    one_conv = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    macs3, params3 = count_macs_params(build_nb201(one_conv), 32)
+    assert macs3 == NB201_SKELETON_MACS + 15 * CONV3_EDGE_MACS  # 5 cells x 3 stages, conv still executed
+    # params of that edge: conv c*c*9 + BN 2c, 5 cells per stage at c = 16, 32, 64
+    assert params3 - params == 5 * sum(c * c * 9 + 2 * c for c in (16, 32, 64))
+    # one cell at 16 channels, 32x32: a 3x3 and a 1x1 conv edge, pooling and skip cost no MACs
+    cell = NB201Cell(["nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3", "skip_connect", "none", "none"], 16)
+    assert profile_module(cell, (1, 16, 32, 32))["macs"] == CONV3_EDGE_MACS + CONV1_EDGE_MACS
+    # FBNet k3_e6 block 24->24 at 56x56: 1x1 expand + 3x3 depthwise + 1x1 project; _g2 halves the 1x1s
+    p = profile_module(MBConv(24, 24, 3, 6, 1), (1, 24, 56, 56))
+    assert p["macs"] == 24 * 144 * 56**2 + 144 * 9 * 56**2 + 144 * 24 * 56**2
+    g = profile_module(MBConv(24, 24, 3, 1, 1, groups=2), (1, 24, 56, 56))
+    assert g["macs"] == 24 * 12 * 56**2 + 24 * 9 * 56**2 + 24 * 12 * 56**2
+    check_profile(p)
+    check_profile(g)
+
+
+def test_cost_table_equals_whole_module_count():
+    for space, archs in (("nasbench201", NB_ARCHS[:2]), ("fbnet", [str(FB_ARCHS[0])])):
+        table = CostTable(space)
+        for a in archs:
+            whole = profile_network(space, a)
+            check_profile(whole)
+            composed = table.profile(a)
+            assert set(whole) == set(composed)
+            assert all(whole[k] == composed[k] for k in whole), space
+            assert np.array_equal(table.matrix([a])[0], [whole.get(k, 0) for k in table.keys])
+
+
+def test_encodings_are_one_hot():
+    e = nb201_encoding(NB_ARCHS[1]).reshape(6, len(NB201_OPS))
+    assert (e.sum(1) == 1).all() and e[0, NB201_OPS.index("nor_conv_3x3")] == 1
+    f = fbnet_encoding(str(FB_ARCHS[0])).reshape(22, len(FBNET_BLOCKS))
+    assert (f.sum(1) == 1).all() and f[2, FBNET_BLOCKS.index("k3_e1_g2")] == 1
+
+
+def _toy_data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    n, L, C = 400, 6, 5
+    enc = np.zeros((n, L * C))
+    enc[np.arange(n)[:, None], np.arange(L) * C + rng.integers(0, C, (n, L))] = 1
+    prof = rng.normal(size=(n, 3))
+    X = np.hstack([enc, prof])
+    costs = rng.uniform(0.5, 2.0, (3, L * C))
+    Y = 5 + enc @ costs.T + rng.normal(scale=0.05, size=(n, 3))
+    target = 3 + enc @ (0.6 * costs[0] + 0.3 * costs[2]) + 0.2 * prof[:, 0]
+    return X, Y, target
+
+
+def test_adapter_fit_predict_json_round_trip_is_identical():
+    X, Y, target = _toy_data()
+    bank = DeviceBank(6, 5, pairwise="all", alpha=1.0).fit(X[:300], Y[:300], ["a", "b", "c"])
+    model = FewShotLatency(bank, profile_columns=[0, 1, 2]).fit(X[300:320], target[300:320])
+    assert model is not None and hasattr(model, "coef_") and model.alpha_ in model.alphas
+    d = json.loads(json.dumps(model.to_dict()))
+    clone = FewShotLatency.from_dict(d)
+    assert np.array_equal(clone.predict(X), model.predict(X))
+    assert np.array_equal(DeviceBank.from_dict(d["bank"]).predict(X), bank.predict(X))
+    # the constructor only stores parameters; fitted state ends in "_"
+    fresh = FewShotLatency(bank, profile_columns=[0, 1, 2])
+    assert not any(k.endswith("_") for k in vars(fresh))
+    # and it learned something: rank correlation on the unseen rows
+    assert trimmed_spearman(model.predict(X), target, np.arange(320, 400)) > 0.9
+    with pytest.raises(ValueError):
+        FewShotLatency(DeviceBank()).fit(X[:20], target[:20])  # bank not fitted
+
+
+def test_protocol_sets():
+    y = np.arange(20000, 0, -1, dtype=float)
+    q = query_indices(y)
+    assert len(q) == 800 and q.min() >= 900 and q.max() < 1900
+    ref = [11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462]  # NAS-Bench-201's; 1462 is a query index
+    for seed in range(3):
+        s = support_indices(ref, seed)
+        assert len(s) == 20 and len(set(s)) == 20 and set(ref) - {1462} <= set(s.tolist())
+        assert not np.any((s >= 900) & (s < 1900))
+    assert np.array_equal(support_indices(ref, 0), support_indices(ref, 0))
+    fb_ref = [3328, 3790, 3313, 890, 3052, 2538, 1640, 2514, 457, 2100]  # 1640 is a query index
+    s = support_indices(fb_ref, 0)
+    assert len(s) == 20 and 1640 not in s.tolist() and not np.any((s >= 900) & (s < 1900))
+
+
+@needs_data
+def test_adapter_beats_flops_on_gold_6226():
+    """One NAS-Bench-201 meta-test device, seed 0, 20 measurements; no query latency used anywhere."""
+    data = load_help("nasbench201", DATA)
+    split = HELP_SPLITS["nasbench201"]
+    feats = space_features("nasbench201", data.archs)  # exact composed profiles (checked above)
+    X = np.hstack([feats["encoding"], feats["profile"]])
+    pool = np.setdiff1d(np.arange(len(data.archs)), np.arange(900, 1900))
+    bank = DeviceBank(*ENCODING_SHAPE["nasbench201"]).fit(
+        X[pool], np.stack([data.latency[d][pool] for d in split["meta_train"]], 1), split["meta_train"])
+    y = data.latency["gold_6226"]
+    sup = support_indices(data.reference, seed=0)
+    cols = [i for i, k in enumerate(feats["keys"]) if k.startswith(("macs_", "out_", "n_")) or k == "params"]
+    model = FewShotLatency(bank, profile_columns=cols,
+                           profile_mean=feats["profile"][pool][:, cols].mean(0),
+                           profile_std=feats["profile"][pool][:, cols].std(0) + 1e-12).fit(X[sup], y[sup])
+    q = query_indices(y)
+    rho_adapter = trimmed_spearman(model.predict(X), y, q)
+    rho_flops = trimmed_spearman(feats["profile"][:, feats["keys"].index("macs")], y, q)
+    assert rho_adapter > rho_flops + 0.05, (rho_adapter, rho_flops)
+
+
+@pytest.mark.skipif(not (DATA / "nb201-zero-cost" / "zc_nasbench201.json").exists(), reason="zero-cost data missing")
+def test_nb201_params_equal_nas_bench_suite_zero():
+    """Parameter counts of all 491 CIFAR-10 cells in NAS-Bench-Suite-Zero (NASLib) equal ours.
+
+    (Their ``flops`` also count BN/ReLU/pooling work, which FlopCounterMode does not, so only the
+    parameter counts are compared exactly.) Keys are op-index tuples, ops (skip, none, conv3x3,
+    conv1x1, avgpool), edges 1-2, 1-3, 1-4, 2-3, 2-4, 3-4 (nodes numbered from 1).
+    """
+    zc = json.loads((DATA / "nb201-zero-cost" / "zc_nasbench201.json").read_text())["nasbench201"]["cifar10"]
+    names = ["skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3"]
+    table = CostTable("nasbench201")
+    assert len(zc) == 491
+    for key, v in zc.items():
+        t = [int(i) for i in key.strip("()").split(",")]
+        ops = [names[t[i]] for i in (0, 1, 3, 2, 4, 5)]  # to arch-string edge order
+        assert table.profile(ops)["params"] == round(v["params"] * 1e6), key
