@@ -1,5 +1,6 @@
 """The ``nas space`` commands as a user runs them (a real subprocess through the console script)."""
 import json
+from pathlib import Path
 import shutil
 import subprocess
 import sys
@@ -70,3 +71,23 @@ def test_space_export_writes_a_checked_onnx_file(tmp_path):
 def test_space_size_reports_the_count():
     out = nas("space", "size").stdout
     assert "distinct architectures:" in out and "10^19" in out
+
+
+def test_predictor_train_show_predict_on_real_measurements(tmp_path):
+    store = tmp_path / "m.sqlite"
+    data = Path(__file__).parent / "data" / "host_measurements.csv"
+    nas("farm", "import", str(data), "--store", str(store))
+    out = tmp_path / "host.json"
+    train = nas("predictor", "train", "--device", "host", "--store", str(store), "--method", "kernel", "--out", str(out))
+    assert "(chosen)" in train.stdout and out.exists()
+    show = nas("predictor", "show", str(out)).stdout
+    assert "method kernel" in show and "287" in show and "kernel costs" in show
+    energy = nas("predictor", "train", "--device", "host", "--store", str(store), "--target", "energy", check=False)
+    assert energy.returncode == 2 and "no energy measurements" in energy.stderr
+
+
+def test_farm_devices_lists_builtins_and_counts(tmp_path):
+    store = tmp_path / "m.sqlite"
+    nas("farm", "import", str(Path(__file__).parent / "data" / "host_measurements.csv"), "--store", str(store))
+    out = nas("farm", "devices", "--store", str(store)).stdout
+    assert "host" in out and "s21" in out and "287" in out and "no adb serial" in out
