@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device_farm import MeasurementStore, get_profile
+from device_farm import get_profile
 from device_farm.measure import Farm, cpu_model
 from device_farm.ray_farm import init_ray, measure_remote
 from device_farm.sample import plan

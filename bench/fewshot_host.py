@@ -65,7 +65,7 @@ def main() -> None:
             preds[f"{m} on the {args.shots}"] = METHODS[m](n_folds_sigma=0).fit(ctr, y[tr]).predict(cte)
         near = max(BASES, key=lambda b: spearmanr(cached[b](ctr), y[tr])[0])
         coef = np.polyfit(np.log(cached[near](ctr)), np.log(y[tr]), 1)
-        preds[f"nearest device"] = np.exp(np.polyval(coef, np.log(cached[near](cte))))
+        preds["nearest device"] = np.exp(np.polyval(coef, np.log(cached[near](cte))))
         for name, p in preds.items():
             rows.setdefault(name, []).append(metrics(p, y[te]))
     print(f"\n{'method':28} {'<=5%':>7} {'<=10%':>7} {'tau':>7} {'rho':>7}   (mean over {args.seeds} seeds, "

@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from predictors.fewshot import (ENCODING_SHAPE, HELP_SPLITS, DeviceBank, FewShotLatency, load_help,  # noqa: E402
                                 query_indices, shared_data_dir, support_indices, trimmed_spearman)
 from predictors.nets import profile_network, space_features  # noqa: E402
+from device_farm.measure import cpu_model
 
 OUT = Path(__file__).parent / "results" / "help_fewshot.json"
 
@@ -76,16 +77,6 @@ PUBLISHED = {
         "HELP (10 ref. + 10 samples)": {"raspi4": 0.887, "eyeriss": 0.943, "fpga": 0.892, "mean": 0.910},
     },
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def profile_columns(keys: tuple[str, ...]) -> list[int]:

@@ -30,6 +30,7 @@ import numpy as np
 
 import search_space as ss
 from predictors.phone import BLOCK_TYPES, PROVENANCES, PhoneLatencyPredictor, load_table, parse_key, table_provenance
+from device_farm.measure import cpu_model
 
 OUT = Path(__file__).parent / "results" / "phone_blocks.json"
 
@@ -44,16 +45,6 @@ SECONDARY_SD888_MS: dict[str, tuple[float, str]] = {
     "edgevit_xxs": (32.8, "secondary, unverified: third-party notes citing arXiv:2503.02891 (survey), "
                           "not the EdgeViT paper"),
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _f(x: float, nd: int = 3) -> str:

@@ -27,18 +27,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from search_space import DEFAULT_SPACE, PRESETS, REFERENCE, build_model, cost
 from search_space.cost import cost as cached_cost
 from search_space.export import export_onnx
+from device_farm.measure import cpu_model
 
 OUT = Path(__file__).parent / "results" / "space_cost.json"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def torch_counts(cfg) -> tuple[int, int]:
