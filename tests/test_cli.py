@@ -5,7 +5,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 
 from search_space import PRESETS, EdgeViTConfig
 
