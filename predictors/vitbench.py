@@ -61,6 +61,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, trunc_normal_
 
+from search_space.model import init_vit_weights
+
 __all__ = [
     "ACC_KEYS", "SPACES", "VitBenchRecord", "vitbench_dir", "load_vitbench",
     "Attention", "Block", "AutoFormerNet", "PiTNet",
@@ -209,16 +211,6 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-def _init_linear_ln(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
-
-
 class AutoFormerNet(nn.Module):
     """Single-stage ViT with per-layer ``num_heads`` and ``mlp_ratio`` (one AutoFormer subnet)."""
 
@@ -249,7 +241,7 @@ class AutoFormerNet(nn.Module):
         self.head = nn.Linear(hidden_dim, num_classes) if num_classes > 0 else nn.Identity()
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
-        self.apply(_init_linear_ln)
+        self.apply(init_vit_weights)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x).flatten(2).transpose(1, 2)

@@ -25,7 +25,19 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from .config import STAGE_STRIDES, EdgeViTConfig, StageConfig
 from .presets import PRESETS
 
-__all__ = ["LocalAgg", "LocalProp", "GlobalSparseAttn", "SelfAttn", "LGLBlock", "EdgeViTStage", "EdgeViT", "build_model"]
+__all__ = ["init_vit_weights", "LocalAgg", "LocalProp", "GlobalSparseAttn", "SelfAttn", "LGLBlock", "EdgeViTStage", "EdgeViT", "build_model"]
+
+
+def init_vit_weights(m: nn.Module) -> None:
+    """The ViT/DeiT initialisation the released code uses: truncated normal (std 0.02) for linear
+    weights, zero biases, unit LayerNorms; convolutions keep PyTorch's default."""
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
 
 
 class LocalAgg(nn.Module):
@@ -189,17 +201,7 @@ class EdgeViT(nn.Module):
         self.norm = nn.BatchNorm2d(self.num_features)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_vit_weights)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
