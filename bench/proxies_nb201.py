@@ -25,6 +25,7 @@ import argparse
 import ast
 import itertools
 import json
+from datetime import datetime, timezone
 import math
 import os
 import platform
@@ -42,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from predictors import proxies as P  # noqa: E402
 from predictors.nets import build_nb201, format_nb201  # noqa: E402
+from device_farm.measure import cpu_model
 
 DATA = Path(os.environ.get("EDGEVIT_NAS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 JSON_PATH = DATA / "nb201-zero-cost" / "zc_nasbench201.json"
@@ -188,7 +190,8 @@ def main() -> None:
         "source": "shared/data/nb201-zero-cost/zc_nasbench201.json (automl/NASLib @9052f54 naslib/data/zc_nasbench201.json)",
         "protocol": {"cells": len(keys), "input": [3, 32, 32], "num_classes": 10, "batch": args.batch, "seed": 0,
                      "workers": args.workers, "torch_threads": 1, "wall_s": wall},
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__},
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__},
         "correlation_vs_val_accuracy": {n: {ds: {"kendall": r[ds][0], "spearman": r[ds][1]} for ds in DATASETS}
                                         for n, r in res.items()},
         "naslib_stored_vs_val_accuracy": {n: {ds: {"kendall": r[ds][0], "spearman": r[ds][1]} for ds in DATASETS}
