@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from . import farm_cli, predictor_cli, space_cli
+from . import farm_cli, predictor_cli, proxy_cli, space_cli
 
 __all__ = ["main", "build_parser"]
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     space_cli.register(groups)
     farm_cli.register(groups)
     predictor_cli.register(groups)
+    proxy_cli.register(groups)
     return parser
 
 

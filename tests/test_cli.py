@@ -90,3 +90,10 @@ def test_farm_devices_lists_builtins_and_counts(tmp_path):
     nas("farm", "import", str(Path(__file__).parent / "data" / "host_measurements.csv"), "--store", str(store))
     out = nas("farm", "devices", "--store", str(store)).stdout
     assert "host" in out and "s21" in out and "287" in out and "no adb serial" in out
+
+
+def test_proxy_score_prints_each_proxy_and_rejects_unknown_names():
+    out = nas("proxy", "score", "edgevit_xxs", "edgevit_xs", "--resolution", "64", "--batch-size", "4").stdout
+    assert "synflow" in out and "meco" in out and "aggregate" in out and "edgevit_xs" in out
+    bad = nas("proxy", "score", "edgevit_xxs", "--proxies", "synflow,foo", check=False)
+    assert bad.returncode == 2 and "--proxies='foo'" in bad.stderr and "naswot" in bad.stderr
