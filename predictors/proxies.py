@@ -245,6 +245,17 @@ def _jacob_cov(ctx: ProxyContext) -> float:
     return float(-torch.sum(torch.log(ev.clamp_min(0) + _JACOB_K) + 1.0 / (ev.clamp_min(0) + _JACOB_K)))
 
 
+def _forward_with_hooks(ctx: ProxyContext, m: nn.Module, handles: list) -> None:
+    """One no-grad forward pass on the context's inputs with ``handles`` installed, then removed."""
+    try:
+        ctx.seed_rng()
+        with torch.no_grad():
+            m(ctx.x)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _naswot(ctx: ProxyContext) -> float:
     m = ctx.fresh().train()
     b = ctx.batch_size
@@ -258,13 +269,7 @@ def _naswot(ctx: ProxyContext) -> float:
         seen[0] += 1
 
     handles = [mod.register_forward_pre_hook(pre_hook) for mod in m.modules() if isinstance(mod, (nn.ReLU, nn.GELU))]
-    try:
-        ctx.seed_rng()
-        with torch.no_grad():
-            m(ctx.x)
-    finally:
-        for h in handles:
-            h.remove()
+    _forward_with_hooks(ctx, m, handles)
     if seen[0] == 0:
         log.warning("naswot: the network has no nn.ReLU / nn.GELU module; returning nan")
         return float("nan")
@@ -328,13 +333,7 @@ def _meco(ctx: ProxyContext) -> float:
         vals.append(float(torch.linalg.eigvalsh(corr)[0]))
 
     handles = [mod.register_forward_hook(hook) for mod in _weighted_layers(m)]
-    try:
-        ctx.seed_rng()
-        with torch.no_grad():
-            m(ctx.x)
-    finally:
-        for h in handles:
-            h.remove()
+    _forward_with_hooks(ctx, m, handles)
     if not vals:
         log.warning("meco: no Conv/Linear feature map with more than one position; returning nan")
         return float("nan")
