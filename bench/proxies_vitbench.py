@@ -69,6 +69,8 @@ def main() -> None:
                 corr[col][n] = {"kendall": float(kendalltau(vals[ok], acc[ok])[0]),
                                 "spearman": float(spearmanr(vals[ok], acc[ok])[0]), "n": int(ok.sum())}
         results[space] = {"n": len(records), "columns": columns, "correlations": corr,
+                          "scores": {str(i): row for i, row in table.items()},
+                          "accuracy": {str(r.index): r.acc for r in records},
                           "seconds_per_network": {n: seconds[n] / len(records) for n in names},
                           "wall_s": time.perf_counter() - t_space}
         print(f"\n== {space}: {len(records)} networks, proxies at {args.img_size}x{args.img_size}, batch "
