@@ -154,10 +154,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except NoDataError as e:
         return _fail(e)
     mean, std = model.predict(cfgs)
-    t = Table(title=f"predicted latency on {args.device}", caption=f"calibration: {model.calibration}")
+    t = Table(title=f"predicted latency on {args.device}")
     for col in ("id", "config", "GMACs", "latency ms", "± std"):
         t.add_column(col)
     for cfg, spec, m, s in zip(cfgs, args.configs, mean, std):
         t.add_row(cfg.arch_id, cfg.name or spec, f"{cost(cfg).gmacs:.3f}", f"{m:.2f}", f"{s:.2f}")
     con.print(t)
+    con.print(f"calibration: {model.calibration}")
     return 0
