@@ -30,13 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from device_farm import ProfileError, StoreError
+    from predictors.trained import NoDataError
     from search_space.config import ConfigError
+
+    from .common import CommandError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, ProfileError, StoreError) as e:
+    except (CommandError, ConfigError, ProfileError, StoreError, NoDataError) as e:
         print(f"nas: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

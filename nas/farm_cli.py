@@ -10,7 +10,7 @@ from rich.table import Table
 
 from device_farm import DEFAULT_STORE, Measurement, MeasurementStore, get_profile, load_profiles
 
-from .space_cli import _console
+from .common import CommandError, console
 
 __all__ = ["register"]
 
@@ -94,7 +94,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
         cal = p.calibration.get("measured_on") or p.calibration.get("source", "")
         t.add_row(pid, p.name, f"{p.backend}/{p.runtime}", _reachable(p), str(c.get("ok", 0)), str(c.get("disturbed", 0)),
                   str(c.get("failed", 0)), cal)
-    _console().print(t)
+    console().print(t)
     return 0
 
 
@@ -140,7 +140,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     cfgs = [load_config(c) for c in args.configs]
     names = {c.arch_id: (c.name or spec) for c, spec in zip(cfgs, args.configs)}
     farm = _farm(args)
-    con = _console()
+    con = console()
     t = _table(args.device)
     if _use_ray(args, args.device):
         from device_farm.ray_farm import measure_remote
@@ -165,7 +165,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ConfigError("-n", args.n, "must be an integer >= 1")
     profile = get_profile(args.device)
     farm = _farm(args)
-    con = _console()
+    con = console()
     use_ray = _use_ray(args, args.device)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[last]}"))
@@ -185,13 +185,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     n = MeasurementStore(args.store).export_csv(args.out, device=args.device)
-    _console().print(f"wrote {n} measurements to {args.out}")
+    console().print(f"wrote {n} measurements to {args.out}")
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     n = MeasurementStore(args.store).import_csv(args.file, source=args.source)
-    _console().print(f"imported {n} measurements from {args.file} into {args.store}")
+    console().print(f"imported {n} measurements from {args.file} into {args.store}")
     return 0
 
 
@@ -203,15 +203,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from predictors.device import calibrate_device
-    from predictors.trained import NoDataError
 
     profile = get_profile(args.device)
     reach = _reachable(profile)
     if reach != "yes":
-        print(f"nas: error: device {args.device} is not reachable: {reach}", file=__import__("sys").stderr)
-        return 2
+        raise CommandError(f"device {args.device} is not reachable: {reach}")
     farm = _farm(args)
-    con = _console()
+    con = console()
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"))
     with Progress(*columns, console=con) as bar:
         task = bar.add_task(f"calibrate {args.device}", total=args.n, last="")
@@ -219,9 +217,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             path, adapter = calibrate_device(
                 args.device, farm, args.n, args.seed, bases=args.bases.split(",") if args.bases else None,
                 on_result=lambda m, d, t: bar.update(task, completed=d, total=t, last=f"{m.arch_id} {m.status}"))
-        except (NoDataError, ValueError) as e:
-            print(f"nas: error: {e}", file=__import__("sys").stderr)
-            return 2
+        except ValueError as e:  # bad -n or --bases (NoDataError, a ValueError too, reads the same)
+            raise CommandError(str(e)) from None
     con.print(f"saved {path}: few-shot model over {', '.join(adapter.base_devices_)} from {adapter.n_train_} "
               f"measurements; leave-one-out relative sigma {adapter.rel_sigma_:.3f}")
     return 0

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from device_farm import DEFAULT_STORE, MeasurementStore, get_profile
 
-from .space_cli import _console
+from .common import CommandError, console
 
 __all__ = ["register"]
 
@@ -55,13 +55,6 @@ def comparison_table(comparison: dict[str, dict[str, float]], title: str, chosen
     return t
 
 
-def _fail(e: Exception) -> int:
-    import sys
-
-    print(f"nas: error: {e}", file=sys.stderr)
-    return 2
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from predictors.trained import NoDataError, default_path, train
 
@@ -72,18 +65,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.target == "latency" and profile.calibration.get("source") == "nn-meter":
             from predictors.device import fit_phone_model
 
-            con = _console()
+            con = console()
             with con.status(f"{e}; fitting the nn-Meter block model of {args.device} instead..."):
                 out = fit_phone_model(args.device, (args.out.parent if args.out else "runs/predictors"))
             con.print(f"{args.device}: no measurements yet; saved the block-latency model {out} "
                       f"(calibration: {profile.calibration.get('measured_on')}). 'nas predictor show --device "
                       f"{args.device}' lists its held-out accuracy.")
             return 0
-        return _fail(e)
+        raise
     except ValueError as e:
-        return _fail(e)
+        raise CommandError(str(e)) from None
     out = p.save(args.out or default_path(args.device, args.target))
-    con = _console()
+    con = console()
     con.print(comparison_table(p.comparison, f"{args.device} {args.target}: 5-fold cross-validation, "
                                              f"{p.n_train} measurements", p.method))
     con.print(f"saved {out} (method {p.method}, data {p.data_hash}, relative sigma {p.model.rel_sigma_:.3f})")
@@ -97,9 +90,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     get_profile(args.device)
     cfgs, y, _ = dataset(MeasurementStore(args.store), args.device, args.target)
     if len(y) < 10:
-        return _fail(ValueError(f"device {args.device}: {len(y)} clean {args.target} measurements, need >= 10"))
+        raise CommandError(f"device {args.device}: {len(y)} clean {args.target} measurements, need >= 10")
     comp = {m: cross_validate(m, cfgs, y, seed=args.seed)[0].as_dict() for m in METHODS}
-    _console().print(comparison_table(comp, f"{args.device} {args.target}: 5-fold cross-validation"))
+    console().print(comparison_table(comp, f"{args.device} {args.target}: 5-fold cross-validation"))
     return 0
 
 
@@ -108,8 +101,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     path = args.path or (default_path(args.device, args.target) if args.device else None)
     if path is None:
-        return _fail(ValueError("give a predictor path or --device"))
-    con = _console()
+        raise CommandError("give a predictor path or --device")
+    con = console()
     if path.exists() and json.loads(path.read_text()).get("kind") == "phone-blocks":
         d = json.loads(path.read_text())
         con.print(f"{path}: {d['device']} latency from nn-Meter block tables measured on {d['measured_on']} "
@@ -127,7 +120,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         p = load(path)
     except (FileNotFoundError, ValueError) as e:
-        return _fail(e)
+        raise CommandError(str(e)) from None
     con.print(f"{path}: {p.device} {p.target} predictor, method {p.method}, {p.n_train} measurements "
               f"(data {p.data_hash}), created {p.created_at}, {p.provenance}")
     con.print(comparison_table(p.comparison, "cross-validation at training time", p.method))
@@ -143,16 +136,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from predictors.device import load_device_model
-    from predictors.trained import NoDataError
     from search_space import cost, load_config
 
     cfgs = [load_config(c) for c in args.configs]
-    con = _console()
-    try:
-        with con.status(f"loading the latency model of {args.device}..."):
-            model = load_device_model(args.device)
-    except NoDataError as e:
-        return _fail(e)
+    con = console()
+    with con.status(f"loading the latency model of {args.device}..."):
+        model = load_device_model(args.device)
     mean, std = model.predict(cfgs)
     t = Table(title=f"predicted latency on {args.device}")
     for col in ("id", "config", "GMACs", "latency ms", "± std"):

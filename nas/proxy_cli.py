@@ -6,7 +6,7 @@ import time
 
 from rich.table import Table
 
-from .space_cli import _console
+from .common import console
 
 __all__ = ["register"]
 
@@ -41,7 +41,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             raise ConfigError("--proxies", unknown[0], "allowed: default, all, " + ", ".join(proxies.ALL_PROXIES))
     cfgs = [load_config(c) for c in args.configs]
     table, seconds = {}, {}
-    con = _console()
+    con = console()
     with con.status("scoring..."):
         for cfg in cfgs:
             torch.manual_seed(args.seed)

@@ -5,9 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
+from .common import console
 from search_space import DEFAULT_SPACE, PRESETS, ConfigError, EdgeViTConfig, cost, load_config
 
 __all__ = ["register"]
@@ -42,12 +42,6 @@ def register(groups: argparse._SubParsersAction) -> None:
 
     p = cmds.add_parser("size", help="the default ranges and the number of distinct architectures")
     p.set_defaults(func=cmd_size)
-
-
-def _console() -> Console:
-    con = Console(highlight=False)
-    # Piped output (logs, CI, notebooks) gets a fixed width instead of rich's 80-column fallback.
-    return con if con.is_terminal else Console(highlight=False, width=120)
 
 
 def _fmt_m(n: int) -> str:
@@ -112,7 +106,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_summary(cfg), indent=2))
         return 0
-    con = _console()
+    con = console()
     con.print(stage_table(cfg))
     if not DEFAULT_SPACE.contains(cfg):
         try:
@@ -142,7 +136,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         c = cost(cfg)
         t.add_row(cfg.arch_id, str(cfg.resolution), ",".join(map(str, cfg.widths)), _codes(cfg),
                   _fmt_m(c.params), _fmt_g(c.macs))
-    con = _console()
+    con = console()
     con.print(t)
     if args.out:
         con.print(f"wrote {len(cfgs)} configurations to {args.out}/")
@@ -150,7 +144,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    con = _console()
+    con = console()
     for spec in args.configs:
         try:
             cfg = load_config(spec)
@@ -176,7 +170,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     path = export_onnx(model, args.onnx, opset=args.opset)
-    con = _console()
+    con = console()
     con.print(f"wrote {path} (id {cfg.arch_id}, opset {args.opset})")
     if not args.no_check:
         chk = check_onnx(model, path)
@@ -188,7 +182,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_size(args: argparse.Namespace) -> int:
     d = DEFAULT_SPACE.describe()
-    con = _console()
+    con = console()
     t = Table(title="default search space")
     t.add_column("range")
     t.add_column("values")

@@ -20,7 +20,7 @@ import numpy as np
 
 from search_space import OP_KINDS, EdgeViTConfig, StageConfig
 from search_space.config import STAGE_STRIDES
-from search_space.graph import _Builder, _local_agg, _self_attn, operators
+from search_space.graph import downsample_ops, head_ops, local_agg_ops, operators, self_attn_ops
 
 __all__ = ["KERNEL_FEATURE_NAMES", "GRAPH_FEATURE_NAMES", "kernel_features", "graph_features", "feature_matrix"]
 
@@ -51,25 +51,23 @@ def _ops_vector(ops) -> np.ndarray:
 @lru_cache(maxsize=65536)
 def _local_vector(width: int, mlp_ratio: float, kernel: int, side: int) -> np.ndarray:
     # Keyed by the few numbers a LocalAgg half depends on, so the cache hits across candidates.
-    b = _Builder()
-    _local_agg(b, "x.", StageConfig(width, ("local",), mlp_ratio, kernel_size=kernel), side)
-    return _ops_vector(b.ops)
+    return _ops_vector(local_agg_ops(StageConfig(width, ("local",), mlp_ratio, kernel_size=kernel), side))
 
 
 @lru_cache(maxsize=65536)
 def _attn_vector(width: int, mlp_ratio: float, head_dim: int, sr: int, side: int) -> np.ndarray:
-    b = _Builder()
-    _self_attn(b, "x.", StageConfig(width, ("global",), mlp_ratio, head_dim=head_dim, sr_ratio=sr), side)
-    return _ops_vector(b.ops)
+    stage = StageConfig(width, ("global",), mlp_ratio, head_dim=head_dim, sr_ratio=sr)
+    return _ops_vector(self_attn_ops(stage, side))
 
 
 @lru_cache(maxsize=65536)
 def _edge_vector(cin: int, cout: int, stride: int, side_in: int) -> np.ndarray:
-    b = _Builder()
-    b.conv("d.proj", cin, cout, stride, stride, 1, side_in, "conv")
-    side = side_in // stride
-    b.norm("d.norm", "layernorm", (side * side, cout))
-    return _ops_vector(b.ops)
+    return _ops_vector(downsample_ops(cin, cout, stride, side_in))
+
+
+@lru_cache(maxsize=4096)
+def _head_vector(cin: int, side: int, num_classes: int) -> np.ndarray:
+    return _ops_vector(head_ops(cin, side, num_classes))
 
 
 def kernel_features(cfg: EdgeViTConfig) -> np.ndarray:
@@ -87,21 +85,7 @@ def kernel_features(cfg: EdgeViTConfig) -> np.ndarray:
         if n_attn:
             v += n_attn * _attn_vector(st.width, st.mlp_ratio, st.head_dim, st.sr_ratio, side)
         cin = st.width
-    # Head: BatchNorm, pool, classifier.
-    c = cin
-    feat = side * side * c
-    bn, pool, lin = (_W * _KIND_INDEX[k] for k in ("batchnorm", "pool", "linear"))
-    v[bn + 1] += 2 * feat + 2 * c
-    v[bn + 2] += 1
-    v[bn + 3] += 2 * c
-    v[pool + 1] += feat + c
-    v[pool + 2] += 1
-    if cfg.num_classes:
-        n = cfg.num_classes
-        v[lin] += c * n
-        v[lin + 1] += c + n + c * n + n
-        v[lin + 2] += 1
-        v[lin + 3] += c * n + n
+    v += _head_vector(cin, side, cfg.num_classes)
     return v
 
 

@@ -84,13 +84,6 @@ class DeviceBank:
         self.pairwise = pairwise
         self.alpha = alpha
 
-    def set_params(self, **params: Any) -> "DeviceBank":
-        for k, v in params.items():
-            if k not in self.get_params():
-                raise ValueError(f"unknown parameter {k!r}")
-            setattr(self, k, v)
-        return self
-
     def get_params(self) -> dict[str, Any]:
         return {"n_layers": self.n_layers, "n_choices": self.n_choices, "pairwise": self.pairwise, "alpha": self.alpha}
 
@@ -192,13 +185,6 @@ class FewShotLatency:
         self.alphas = alphas
         self.select = select
         self.log_target = log_target
-
-    def set_params(self, **params: Any) -> "FewShotLatency":
-        for k, v in params.items():
-            if k != "bank" and k not in self.get_params():
-                raise ValueError(f"unknown parameter {k!r}")
-            setattr(self, k, v)
-        return self
 
     def get_params(self) -> dict[str, Any]:
         """Constructor parameters except ``bank`` (JSON-ready)."""

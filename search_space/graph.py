@@ -19,7 +19,7 @@ import networkx as nx
 
 from .config import STAGE_STRIDES, EdgeViTConfig, StageConfig
 
-__all__ = ["Op", "OP_KINDS", "operators", "to_networkx"]
+__all__ = ["Op", "OP_KINDS", "operators", "to_networkx", "downsample_ops", "local_agg_ops", "self_attn_ops", "head_ops"]
 
 #: Operator kinds; the kernel-level latency predictors regress one model per kind.
 OP_KINDS: tuple[str, ...] = (
@@ -149,29 +149,69 @@ def _self_attn(b: _Builder, p: str, st: StageConfig, side: int) -> None:
     b.residual(p + "add_mlp", x, tokens)
 
 
+def _ops(emit, source: str, *args) -> list[Op]:
+    b = _Builder()
+    b.last = source
+    emit(b, *args)
+    return b.ops
+
+
+def downsample_ops(cin: int, cout: int, stride: int, side_in: int, prefix: str = "", source: str = "input") -> list[Op]:
+    """A stage's patch embedding: strided conv (kernel = stride) then LayerNorm over channels."""
+
+    def emit(b: _Builder) -> None:
+        b.conv(prefix + "proj", cin, cout, stride, stride, 1, side_in, "conv")
+        side = side_in // stride
+        b.norm(prefix + "norm", "layernorm", (side * side, cout))
+
+    return _ops(emit, source)
+
+
+def local_agg_ops(stage: StageConfig, side: int, prefix: str = "", source: str = "input") -> list[Op]:
+    """The LocalAgg half of a block of ``stage`` on a ``side x side`` map."""
+    return _ops(_local_agg, source, prefix, stage, side)
+
+
+def self_attn_ops(stage: StageConfig, side: int, prefix: str = "", source: str = "input") -> list[Op]:
+    """The attention half (SelfAttn with GlobalSparseAttn and LocalProp) of a block of ``stage``."""
+    return _ops(_self_attn, source, prefix, stage, side)
+
+
+def head_ops(cin: int, side: int, num_classes: int, source: str = "input") -> list[Op]:
+    """BatchNorm on the last map, global average pool, and the classifier (when ``num_classes``)."""
+
+    def emit(b: _Builder) -> None:
+        b.norm("norm", "batchnorm", (cin, side, side))
+        b.add("pool", "pool", (cin, side, side), (cin,))
+        if num_classes:
+            b.add("head", "linear", (cin,), (num_classes,), cin * num_classes + num_classes, cin * num_classes)
+
+    return _ops(emit, source)
+
+
 def operators(cfg: EdgeViTConfig, in_chans: int = 3) -> list[Op]:
     """Every operator of ``cfg`` in execution order, with shapes, parameters and MACs."""
-    b = _Builder()
-    cin, side = in_chans, cfg.resolution
+    ops: list[Op] = []
+
+    def extend(new: list[Op]) -> str:
+        ops.extend(new)
+        return new[-1].name
+
+    last, cin, side = "input", in_chans, cfg.resolution
     for i, st in enumerate(cfg.stages):
         stride = STAGE_STRIDES[0] if i == 0 else 2
         p = f"stages.{i}."
-        b.conv(p + "downsample.proj", cin, st.width, stride, stride, 1, side, "conv")
+        last = extend(downsample_ops(cin, st.width, stride, side, p + "downsample.", last))
         side //= stride
-        b.norm(p + "downsample.norm", "layernorm", (side * side, st.width))
         for j, kind in enumerate(st.blocks):
             q = f"{p}blocks.{j}."
             if kind in ("lgl", "local"):
-                _local_agg(b, q + "local_agg.", st, side)
+                last = extend(local_agg_ops(st, side, q + "local_agg.", last))
             if kind in ("lgl", "global"):
-                _self_attn(b, q + "self_attn.", st, side)
+                last = extend(self_attn_ops(st, side, q + "self_attn.", last))
         cin = st.width
-    b.norm("norm", "batchnorm", (cin, side, side))
-    b.add("pool", "pool", (cin, side, side), (cin,))
-    if cfg.num_classes:
-        n = cfg.num_classes
-        b.add("head", "linear", (cin,), (n,), cin * n + n, cin * n)
-    return b.ops
+    extend(head_ops(cin, side, cfg.num_classes, last))
+    return ops
 
 
 def to_networkx(cfg: EdgeViTConfig, in_chans: int = 3) -> nx.DiGraph:
