@@ -1,0 +1,139 @@
+"""Figure: choosing the default proxy set on held-out data, and how it compares with #params.
+
+Choosing a subset of proxies on the data it is then evaluated on overstates it. This script chooses
+on one half and scores on the other:
+
+- targets: the eight public columns with trained accuracy and raw proxy scores of every network,
+  read from the stored raw scores of ``bench/proxies_vitbench.py`` (ViT-Bench-101: AutoFormer and PiT
+  CIFAR-100 with and without distillation, AutoFormer-2 CIFAR-100 distilled) and
+  ``bench/proxies_nb201.py`` (NAS-Bench-201 cifar10 / cifar100 / ImageNet16-120, 491 cells);
+- candidates: every subset of 1 to 3 of the ten proxies, aggregated as the package does
+  (:func:`predictors.proxies.aggregate`, sum of log normalised ranks);
+- criterion: the worst (minimum over targets) Kendall-tau margin over #params on the selection half;
+- protocol: 20 random half-splits of every target (seeds 0..19), and leave-one-benchmark-group-out.
+
+It prints the full-data table of the chosen default beside #params and the selection counts, and
+writes ``bench/results/proxy_selection.json``.
+Run: ``python bench/proxy_selection.py`` (seconds; no network is re-scored).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from device_farm.measure import cpu_model
+from predictors.proxies import ALL_PROXIES, DEFAULT_PROXIES, rank_normalised
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+NB201_JSON = ROOT.parent / "shared" / "data" / "nb201-zero-cost" / "zc_nasbench201.json"
+NB201_SETS = ("cifar10", "cifar100", "ImageNet16-120")
+SPLITS = 20
+
+
+def load_targets() -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
+    """target name -> (proxy -> raw scores, accuracies), from the stored raw scores."""
+    out = {}
+    vb = json.loads((RESULTS / "proxies_vitbench.json").read_text())["results"]
+    for space in ("autoformer", "autoformer_2", "pit"):
+        r = vb[space]
+        for col in ("cifar100", "cifar100_distill"):
+            ks = [k for k in r["scores"] if r["accuracy"][k].get(col) is not None]
+            if ks:
+                out[f"{space}/{col}"] = ({p: np.array([r["scores"][k][p] for k in ks], float) for p in ALL_PROXIES},
+                                         np.array([r["accuracy"][k][col] for k in ks], float))
+    nb_scores = json.loads((RESULTS / "proxies_nb201.json").read_text())["scores"]
+    acc = json.loads(NB201_JSON.read_text())["nasbench201"]
+    keys = sorted(nb_scores)
+    for ds in NB201_SETS:
+        out[f"nb201/{ds}"] = ({p: np.array([nb_scores[k][p] for k in keys], float) for p in ALL_PROXIES},
+                              np.array([acc[ds][k]["val_accuracy"] for k in keys], float))
+    return out
+
+
+def agg(scores: dict[str, np.ndarray], names: tuple[str, ...], idx: np.ndarray | None = None) -> np.ndarray:
+    """The package's aggregate (sum of log normalised ranks) on the rows ``idx``."""
+    total = 0.0
+    for n in names:
+        x = scores[n] if idx is None else scores[n][idx]
+        total = total + np.log(rank_normalised(x))
+    return total
+
+
+def tau(x: np.ndarray, y: np.ndarray) -> float:
+    return float(kendalltau(x, y)[0])
+
+
+def margin(target, names, idx) -> float:
+    s, a = target
+    return tau(agg(s, names, idx), a[idx]) - tau(agg(s, ("params",), idx), a[idx])
+
+
+def main() -> None:
+    targets = load_targets()
+    tnames = list(targets)
+    combos = [c for r in (1, 2, 3) for c in itertools.combinations(ALL_PROXIES, r)]
+    full = {"+".join(c): [tau(agg(targets[t][0], c), targets[t][1]) for t in tnames] for c in combos}
+
+    rng = np.random.default_rng(0)
+    splits, counts, wins = [], Counter(), 0
+    for seed in range(SPLITS):
+        halves = {}
+        for t in tnames:
+            p = rng.permutation(len(targets[t][1]))
+            halves[t] = (p[: len(p) // 2], p[len(p) // 2:])
+        best = max(combos, key=lambda c: min(margin(targets[t], c, halves[t][0]) for t in tnames))
+        held = [margin(targets[t], best, halves[t][1]) for t in tnames]
+        dflt = [margin(targets[t], DEFAULT_PROXIES, halves[t][1]) for t in tnames]
+        counts["+".join(best)] += 1
+        wins += sum(m > 0 for m in held)
+        splits.append({"seed": seed, "chosen": list(best), "held_out_margin": dict(zip(tnames, held)),
+                       "default_held_out_margin": dict(zip(tnames, dflt))})
+
+    groups = {"autoformer": ["autoformer/cifar100", "autoformer/cifar100_distill"],
+              "autoformer_2": ["autoformer_2/cifar100_distill"], "pit": ["pit/cifar100", "pit/cifar100_distill"],
+              "nb201": [f"nb201/{d}" for d in NB201_SETS]}
+    logo = []
+    for g, held in groups.items():
+        rest = [t for t in tnames if t not in held]
+        best = max(combos, key=lambda c: min(full["+".join(c)][tnames.index(t)] - full["params"][tnames.index(t)]
+                                             for t in rest))
+        logo.append({"held_out": g, "chosen": list(best), "margin": {t: full["+".join(best)][tnames.index(t)]
+                                                                      - full["params"][tnames.index(t)] for t in held}})
+
+    dkey = "+".join(DEFAULT_PROXIES)
+    print(f"Kendall tau on all networks (default = {dkey})")
+    print(f"{'proxies':28s}" + "".join(f"{t:>30s}" for t in tnames))
+    for key in ["params", "macs", "synflow", "zico", dkey, "synflow+jacob_cov+meco"]:
+        vals = full.get(key) or [tau(agg(targets[t][0], tuple(key.split("+"))), targets[t][1]) for t in tnames]
+        mark = " <- default" if key == dkey else ""
+        print(f"{key:28s}" + "".join(f"{v:30.3f}" for v in vals) + mark)
+    print(f"\nheld-out selection over {SPLITS} half-splits: chosen {dict(counts.most_common())}")
+    print(f"chosen subset beats #params on the held-out half in {wins} of {SPLITS * len(tnames)} (split, target) pairs")
+    d_wins = sum(m > 0 for s in splits for m in s["default_held_out_margin"].values())
+    print(f"the default ({dkey}) beats #params on the held-out half in {d_wins} of {SPLITS * len(tnames)}")
+    for t in tnames:
+        ms = [s["default_held_out_margin"][t] for s in splits]
+        print(f"  {t:30s} median held-out margin {np.median(ms):+.3f}  (min {min(ms):+.3f})")
+    print("\nleave one benchmark group out (choose on the others, score on it):")
+    for row in logo:
+        print(f"  {row['held_out']:13s} chose {'+'.join(row['chosen']):28s} margins "
+              + ", ".join(f"{k}: {v:+.3f}" for k, v in row["margin"].items()))
+
+    out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": cpu_model(),
+           "targets": tnames, "default": list(DEFAULT_PROXIES), "kendall_full": full, "selection_counts": dict(counts),
+           "chosen_wins": wins, "default_wins": d_wins, "pairs": SPLITS * len(tnames), "splits": splits,
+           "leave_one_group_out": logo,
+           "sources": {"vit-bench-101": "bench/results/proxies_vitbench.json (raw scores)",
+                       "nb201": "bench/results/proxies_nb201.json (raw scores) + shared/data/nb201-zero-cost"}}
+    (RESULTS / "proxy_selection.json").write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

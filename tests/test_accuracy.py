@@ -1,0 +1,155 @@
+"""The accuracy side: result records, the proxy percentile, the predictor and the switch between them."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from predictors import accuracy as A
+from predictors.results import ANCHORS, ResultRecord, append_result, read_results
+from search_space import DEFAULT_SPACE, PRESETS, build_model, cost
+
+ANALYTIC = ("params", "macs")
+
+
+def test_anchors_carry_the_paper_numbers_and_their_source():
+    by = {r.arch_id: r for r in ANCHORS}
+    assert by[PRESETS["edgevit_xxs"].arch_id].top1 == 74.4
+    assert by[PRESETS["edgevit_s"].arch_id].top1 == 81.0
+    assert all("EdgeViTs" in r.source and r.dataset == "imagenet-1k" for r in ANCHORS)
+
+
+@pytest.mark.parametrize("field,value,msg", [("fidelity", "medium", "fidelity='medium'"), ("top1", 140.0, "top1=140.0"),
+                                             ("arch_id", "000000000000", "does not match")])
+def test_bad_records_are_refused_with_the_field_named(field, value, msg):
+    kw = dict(dataset="d", epochs=1, resolution=224, top1=50.0)
+    if field == "arch_id":
+        with pytest.raises(ValueError, match=msg):
+            ResultRecord(arch_id=value, config=PRESETS["edgevit_xxs"].to_dict(), **kw)
+        return
+    kw[field] = value
+    with pytest.raises(ValueError, match=msg):
+        ResultRecord.of(PRESETS["edgevit_xxs"], **kw)
+
+
+def test_results_round_trip_skip_bad_lines_and_latest_wins(tmp_path, caplog):
+    path = tmp_path / "results.jsonl"
+    cfg = PRESETS["edgevit_xs"].replace(num_classes=3)
+    append_result(ResultRecord.of(cfg, dataset="shapes", epochs=2, resolution=224, top1=40.0), path)
+    with open(path, "a") as f:
+        f.write("{not json\n")
+    append_result(ResultRecord.of(cfg, dataset="shapes", epochs=2, resolution=224, top1=55.0, top1_ema=60.0), path)
+    append_result(ResultRecord.of(cfg, dataset="other", epochs=2, resolution=224, top1=10.0), path)
+    with caplog.at_level(logging.WARNING):
+        recs = read_results(path, dataset="shapes", anchors=False)
+    assert "malformed" in caplog.text
+    assert len(recs) == 1 and recs[0].top1 == 55.0 and recs[0].best_top1 == 60.0
+    assert len(read_results(path)) == 3 + 2  # anchors + the two data sets
+    assert len(read_results(tmp_path / "missing.jsonl")) == 3
+
+
+def test_proxy_input_side_respects_strides_and_sampling_ratios():
+    for cfg in DEFAULT_SPACE.sample_random(200, seed=3) + list(PRESETS.values()):
+        side = A.proxy_input_side(cfg)
+        assert 32 <= side <= cfg.resolution and side % 32 == 0
+        for i, st in enumerate(cfg.stages):
+            if st.has_attention:
+                assert (side // (4 * 2 ** i)) % st.sr_ratio == 0, (cfg.arch_id, i)
+    assert A.proxy_input_side(PRESETS["edgevit_xxs"]) == 160
+
+
+def test_models_run_at_the_proxy_side():
+    torch.manual_seed(0)
+    for cfg in DEFAULT_SPACE.sample_random(6, seed=11):
+        side = A.proxy_input_side(cfg)
+        with torch.no_grad():
+            out = build_model(cfg).eval()(torch.randn(1, 3, side, side))
+        assert out.shape == (1, cfg.num_classes)
+
+
+def test_shipped_reference_matches_the_default_settings(tmp_path):
+    ref = A.ProxyReference.load(A.ProxySettings(), root=tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing rebuilt
+    assert len(ref.scores) == A.REFERENCE_SIZE + 3
+    ids = {c.arch_id for c in A.reference_configs()}
+    assert set(ref.scores) == ids
+    assert all(np.isfinite(v) for s in ref.scores.values() for v in s.values())
+
+
+def test_proxy_percentile_is_deterministic_and_computed_for_new_candidates():
+    acc = A.load_accuracy_model(results=[])
+    assert acc.kind == "proxy" and "synflow+zico" in acc.describe()
+    presets, _ = acc.estimate([PRESETS["edgevit_xxs"], PRESETS["edgevit_s"]])
+    assert 0 < presets[0] < presets[1] < 1  # the bigger released model ranks higher
+    new = DEFAULT_SPACE.sample_random(1, seed=99)[0]
+    a, std = acc.estimate([new])
+    b, _ = acc.estimate([new])
+    assert a[0] == b[0] and np.isnan(std[0]) and 0 < a[0] < 1
+    raw = A.raw_scores(new)
+    assert set(raw) == {"synflow", "zico"}
+    assert acc.score_raw(raw) == a[0]
+
+
+def test_analytic_params_equals_the_model():
+    cfg = DEFAULT_SPACE.sample_random(1, seed=5)[0]
+    raw = A.raw_scores(cfg, A.ProxySettings(ANALYTIC))
+    assert raw["params"] == sum(p.numel() for p in build_model(cfg).parameters())
+    assert raw["macs"] == cost(cfg).macs
+
+
+def test_percentile_orders_like_the_raw_score():
+    ref = A.ProxyReference.build(A.ProxySettings(("params",)))
+    vals = sorted(s["params"] for s in ref.scores.values())
+    lo, mid, hi = ref.percentile({"params": vals[0] - 1}), ref.percentile({"params": vals[33]}), ref.percentile({"params": vals[-1] + 1})
+    assert 0 < lo < mid < hi < 1
+    assert ref.percentile({"params": float("nan")}) == lo
+
+
+def _records(cfgs, acc):
+    return [ResultRecord.of(c, dataset="toy", epochs=1, resolution=c.resolution, top1=float(a)) for c, a in zip(cfgs, acc)]
+
+
+def test_anchors_alone_keep_the_proxy_and_say_why(tmp_path):
+    acc = A.load_accuracy_model(results=tmp_path / "none.jsonl", proxies=ANALYTIC)
+    assert acc.kind == "proxy" and "3 training results" in acc.describe() and "needs >= 5" in acc.describe()
+
+
+def test_switch_to_the_predictor_only_when_it_beats_the_proxy():
+    cfgs = DEFAULT_SPACE.sample_random(14, seed=21)
+    logp = np.log([cost(c).params for c in cfgs])
+    # accuracy rising with size: the params percentile is already perfect, the predictor cannot beat it
+    rising = _records(cfgs, 50 + 5 * (logp - logp.min()))
+    acc = A.load_accuracy_model("toy", proxies=ANALYTIC, results=rising)
+    assert acc.kind == "proxy" and "does not beat the proxy" in acc.describe()
+    # accuracy falling with size (over-fitting, as AutoFormer without distillation on CIFAR-100 shows):
+    # the params+macs percentile is anti-correlated, the predictor learns the sign
+    falling = _records(cfgs, 80 - 5 * (logp - logp.min()))
+    acc = A.load_accuracy_model("toy", proxies=ANALYTIC, results=falling)
+    assert acc.kind == "predictor" and acc.loo_tau > 0.5 and acc.proxy_tau < -0.5
+    assert "predicted top-1" in acc.describe()
+    mean, std = acc.estimate(cfgs[:3])
+    assert np.all(np.isfinite(std)) and np.all(std > 0)
+    assert np.corrcoef(mean, [r.top1 for r in falling[:3]])[0, 1] > 0.9
+    far = PRESETS["edgevit_s"].replace(resolution=256)
+    _, far_std = acc.estimate([far])
+    assert far_std[0] > np.median(std)  # uncertainty grows away from the training results
+
+
+def test_unknown_proxy_name_is_one_line():
+    from search_space.config import ConfigError
+
+    with pytest.raises(ConfigError, match="proxies=.*allowed: .*synflow"):
+        A.load_accuracy_model(proxies=("synflow", "nope"))
+
+
+def test_predictor_is_picklable_for_ray(tmp_path):
+    import pickle  # our own object, round-tripped in memory (what Ray does to ship it to a worker)
+
+    acc = A.load_accuracy_model(results=[], proxies=ANALYTIC)
+    again = pickle.loads(pickle.dumps(acc))
+    cfg = PRESETS["edgevit_xs"]
+    assert again.estimate([cfg])[0][0] == acc.estimate([cfg])[0][0]
+    json.dumps(acc.reference.to_dict())
