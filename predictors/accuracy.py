@@ -64,16 +64,10 @@ _SHIPPED = "data/proxy_reference.json"
 
 
 def proxy_input_side(cfg: EdgeViTConfig) -> int:
-    """Input side the proxies use for ``cfg`` (module docstring): the multiple of the side the
-    candidate's strides and sampling ratios need that is nearest to its resolution x 160/224, clamped
-    to [96, 192] where a multiple exists there (an r that divides only the full resolution keeps it)."""
-    step = 32
-    for i, st in enumerate(cfg.stages):
-        if st.has_attention and st.sr_ratio:
-            step = math.lcm(step, 4 * 2 ** i * int(st.sr_ratio))
-    target = min(192, max(96, cfg.resolution * 160 / 224))
-    k = max(1, int(round(target / step)))
-    return int(min(k * step, cfg.resolution))
+    """Input side the proxies use for ``cfg`` (module docstring): the side the network runs at
+    nearest to its resolution x 160/224 clamped to [96, 192] (an r that divides only the full
+    resolution keeps it)."""
+    return cfg.nearest_side(min(192.0, max(96.0, cfg.resolution * 160 / 224)))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -249,6 +250,22 @@ class EdgeViTConfig:
     @property
     def num_blocks(self) -> int:
         return sum(self.depths)
+
+    @property
+    def side_step(self) -> int:
+        """Input sides this network can run at are the multiples of this: the stride of every stage,
+        times the sampling ratio r of each attention stage (r must divide that stage's feature map)."""
+        step = STAGE_STRIDES[-1]
+        for stride, st in zip(STAGE_STRIDES, self.stages):
+            if st.has_attention and st.sr_ratio:
+                step = math.lcm(step, stride * int(st.sr_ratio))
+        return step
+
+    def nearest_side(self, target: float) -> int:
+        """The input side nearest to ``target`` that this network runs at, never above its own
+        resolution (for proxies and short training at a reduced size)."""
+        k = max(1, int(round(target / self.side_step)))
+        return int(min(k * self.side_step, self.resolution))
 
     # ------------------------------------------------------------------ serialisation
     def canonical(self) -> dict[str, Any]:

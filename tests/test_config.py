@@ -109,3 +109,19 @@ def test_load_config_accepts_presets_files_and_wrapped_records(tmp_path):
         load_config(tmp_path / "bad.json")
     with pytest.raises(ConfigError, match="neither a preset"):
         load_config("edgevit_huge")
+
+
+def test_side_step_and_nearest_side_follow_the_sampling_ratios():
+    import torch
+
+    from search_space import build_model
+
+    xxs = PRESETS["edgevit_xxs"]
+    assert xxs.side_step % 32 == 0 and xxs.nearest_side(10_000) == xxs.resolution
+    for cfg in DEFAULT_SPACE.sample_random(100, seed=7):
+        side = cfg.nearest_side(120)
+        assert side % cfg.side_step == 0 and side <= cfg.resolution
+    cfg = DEFAULT_SPACE.sample_random(1, seed=8)[0]
+    side = cfg.nearest_side(100)
+    with torch.no_grad():
+        assert build_model(cfg).eval()(torch.randn(1, 3, side, side)).shape == (1, cfg.num_classes)
