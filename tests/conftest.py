@@ -1,5 +1,9 @@
+import random
+from pathlib import Path
+
 import pytest
 import torch
+from PIL import Image, ImageDraw
 
 from search_space import EdgeViT
 
@@ -32,3 +36,39 @@ def ray_local():
     init_ray(None, local_devices=("host",), num_cpus=2)
     yield ray
     ray.shutdown()
+
+
+SHAPES = ("circle", "cross", "square", "triangle")
+N_TRAIN, N_VAL = 80, 20  # per class: 320 training and 80 validation images
+
+
+def _shape(kind: str, rng: random.Random, size: int = 32) -> Image.Image:
+    """A bright shape of random colour, size and place on a dark background of random colour."""
+    img = Image.new("RGB", (size, size), tuple(rng.randint(0, 90) for _ in range(3)))
+    fg = tuple(rng.randint(140, 255) for _ in range(3))
+    d = ImageDraw.Draw(img)
+    r = rng.randint(size // 4, size // 2 - 2)
+    cx, cy = rng.randint(r, size - r), rng.randint(r, size - r)
+    if kind == "circle":
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fg)
+    elif kind == "square":
+        d.rectangle([cx - r, cy - r, cx + r, cy + r], fill=fg)
+    elif kind == "triangle":
+        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fg)
+    else:
+        w = max(2, r // 3)
+        d.rectangle([cx - r, cy - w, cx + r, cy + w], fill=fg)
+        d.rectangle([cx - w, cy - r, cx + w, cy + r], fill=fg)
+    return img
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data") / "shapes"
+    rng = random.Random(0)
+    for split, n in (("train", N_TRAIN), ("val", N_VAL)):
+        for kind in SHAPES:
+            (root / split / kind).mkdir(parents=True)
+            for i in range(n):
+                _shape(kind, rng).save(root / split / kind / f"{i:03d}.png")
+    return root
