@@ -1,12 +1,15 @@
-"""``nas proxy``: zero-cost accuracy proxies of presets or JSON configurations."""
+"""``nas proxy``: zero-cost accuracy proxies of presets or JSON configurations, and how well they
+rank trained networks on the public benchmarks (``nas proxy eval``)."""
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 from rich.table import Table
 
-from .common import console
+from .common import CommandError, console
 
 __all__ = ["register"]
 
@@ -21,6 +24,25 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_score)
+
+    p = cmds.add_parser("eval", help="correlate every proxy and the default score with trained accuracy on a benchmark",
+                        description="Kendall tau (and Spearman rho in --out) of every proxy, #params, MACs and the "
+                                    "default score against trained top-1 on ViT-Bench-101 or NAS-Bench-201, with the "
+                                    "cost per network. Scoring all networks takes minutes; --scores-from reuses the raw "
+                                    "scores of an earlier JSON (bench/results/proxies_*.json) and takes seconds.")
+    p.add_argument("--bench", required=True, help="vit-bench-101 or nb201")
+    p.add_argument("--limit", type=int, default=0, help="networks per group: the first N (0: all)")
+    p.add_argument("--img-size", type=int, help="input side (default 64 for vit-bench-101, 32 for nb201)")
+    p.add_argument("--batch-size", type=int, help="default 8")
+    p.add_argument("--workers", type=int, default=1, help="scoring processes, one torch thread each")
+    p.add_argument("--cost-networks", type=int, default=10,
+                   help="networks per group on which the cost is measured apart (0 with --scores-from: keep the file's)")
+    p.add_argument("--scores-from", type=Path, help="reuse the raw scores of an earlier result JSON")
+    p.add_argument("--data-dir", type=Path,
+                   help="folder holding vit-bench-101/ and nb201-zero-cost/ (default $EDGEVIT_NAS_SHARED_DATA, "
+                        "else ../shared/data beside the repository)")
+    p.add_argument("--out", type=Path, help="write the result JSON (the bench scripts' layout) here")
+    p.set_defaults(func=cmd_eval)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -66,3 +88,72 @@ def cmd_score(args: argparse.Namespace) -> int:
         t.add_row(*row, f"{seconds[cfg.arch_id]:.2f}")
     con.print(t)
     return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from predictors import proxy_eval
+    from search_space.config import ConfigError
+
+    if args.bench not in proxy_eval.BENCHES:
+        raise ConfigError("--bench", args.bench, "allowed: " + ", ".join(proxy_eval.BENCHES))
+    if args.limit < 0:
+        raise ConfigError("--limit", args.limit, "a whole number >= 0 (0: every network)")
+    if args.workers < 1:
+        raise ConfigError("--workers", args.workers, "a whole number >= 1")
+    if args.cost_networks < 0:
+        raise ConfigError("--cost-networks", args.cost_networks, "a whole number >= 0")
+    if args.scores_from is not None and not args.scores_from.is_file():
+        raise CommandError(f"--scores-from {args.scores_from}: no such file")
+    con = console()
+    try:
+        with con.status("scoring...") as status:
+            result = proxy_eval.evaluate(
+                args.bench, limit=args.limit, img_size=args.img_size, batch_size=args.batch_size,
+                workers=args.workers, scores_from=args.scores_from, cost_networks=args.cost_networks,
+                data_dir=args.data_dir,
+                progress=lambda group, done, total: status.update(f"scoring {group}: {done}/{total}"))
+    except (proxy_eval.BenchDataError, proxy_eval.ScoresFileError) as e:
+        raise CommandError(str(e)) from None
+    except json.JSONDecodeError as e:
+        raise CommandError(f"--scores-from {args.scores_from}: not JSON ({e})") from None
+    print_eval(result, con)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        con.print(f"wrote {args.out}")
+    return 0
+
+
+def print_eval(result, con) -> None:
+    """One table per group: a row per proxy and the default (bold), Kendall tau per target, cost per network."""
+    wins = result.beats_params()
+    src = f"scores from {result.scores_from}" if result.scores_from else "scored now"
+    for g in result.groups.values():
+        t = Table(title=f"{g.name}: {g.n} networks at {result.img_size}x{result.img_size}, batch {result.batch_size}; "
+                        "Kendall tau against trained top-1", title_justify="left", caption_justify="left",
+                  caption=f"{src}, seed {result.seed}; s/net (seconds per network, 1 thread): {g.cost_source}")
+        t.add_column("proxy")
+        for target in g.targets:
+            t.add_column(target.replace("_", "\n"), justify="right")
+        t.add_column("s/net", justify="right")
+        t.add_column("nan", justify="right")
+        for r in result.rows:
+            cells = [f"{g.correlations[r][target].kendall:+.3f}" for target in g.targets]
+            t.add_row(r, *cells, f"{g.seconds_per_network[r]:.3f}", str(g.nan_count[r]),
+                      style="bold" if r == result.default_name else None)
+        con.print(t)
+        d, p = g.correlations[result.default_name], g.correlations["params"]
+        con.print(f"{result.default_name} beats #params: " + ", ".join(
+            f"{target} {'[green]yes[/]' if wins[g.name][target] else '[red]no[/]'} "
+            f"({d[target].kendall - p[target].kendall:+.3f})" for target in g.targets))
+        con.print()
+    if result.stored_check:
+        datasets = result.groups["nb201"].targets
+        t = Table(title="Spearman rho of our score against NASLib's stored score of the same name",
+                  title_justify="left")
+        t.add_column("proxy")
+        for ds in datasets:
+            t.add_column(ds, justify="right")
+        for n, r in result.stored_check.items():
+            t.add_row(n, *(f"{r[ds]:.3f}" for ds in datasets))
+        con.print(t)

@@ -58,7 +58,7 @@ def test_proxy_input_side_respects_strides_and_sampling_ratios():
         for i, st in enumerate(cfg.stages):
             if st.has_attention:
                 assert (side // (4 * 2 ** i)) % st.sr_ratio == 0, (cfg.arch_id, i)
-    assert A.proxy_input_side(PRESETS["edgevit_xxs"]) == 160
+    assert A.proxy_input_side(PRESETS["edgevit_xxs"]) == 128
 
 
 def test_models_run_at_the_proxy_side():
