@@ -11,6 +11,8 @@ import sys
 from typing import Sequence
 
 from . import farm_cli, predictor_cli, proxy_cli, space_cli
+from . import train_cli
+from . import search_cli
 
 __all__ = ["main", "build_parser"]
 
@@ -25,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     farm_cli.register(groups)
     predictor_cli.register(groups)
     proxy_cli.register(groups)
+    train_cli.register(groups)
+    search_cli.register(groups)
     return parser
 
 

@@ -1,0 +1,290 @@
+"""``nas search`` and ``nas family``: the search over the Python API of :mod:`nas.search` and :mod:`nas.family`."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .common import CommandError, console
+
+__all__ = ["register"]
+
+#: Flags a resumed run takes from its stored settings; only --trials and --workers may change.
+_FIXED_ON_RESUME = ("device", "budget_ms", "budget_mj", "objectives", "sampler", "seed", "ray_address", "no_ray",
+                    "storage", "study", "run_id", "out", "measure", "store", "proxies", "predictors", "no_presets")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    """Flags shared by ``search`` and ``family``; defaults are applied later so that --resume can spot conflicts."""
+    p.add_argument("--device", help="device id (nas farm devices lists them); required unless --resume")
+    p.add_argument("--sampler", help="nsga2 (default), tpe, gp or random")
+    p.add_argument("--trials", type=int, help="trials in all (search default 200, family 300)")
+    p.add_argument("--seed", type=int, help="sampler seed (default 0): the same seed and --workers give the same trials")
+    p.add_argument("--workers", type=int, help="candidates scored in parallel per round (default: the Ray cluster's CPUs)")
+    p.add_argument("--ray-address", help="join a Ray cluster ('auto' or host:port) instead of the embedded local Ray")
+    p.add_argument("--no-ray", action="store_true", help="score in this process, without Ray")
+    p.add_argument("--run-id", help="run directory name (default <device>-<budget>ms-<time>)")
+    p.add_argument("--out", type=Path, help="parent of the run directory (default runs)")
+    p.add_argument("--proxies", help="accuracy score proxies, comma-separated (default synflow,zico; 'params' is instant)")
+    p.add_argument("--predictors", type=Path, help="folder of the latency/energy predictors (default runs/predictors)")
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    p = groups.add_parser("search", help="the most accurate EdgeViT within a latency/energy budget on a device")
+    _common(p)
+    p.add_argument("--budget-ms", type=float, help="latency budget (constraint) in ms")
+    p.add_argument("--budget-mj", type=float, help="energy budget (constraint) in mJ; needs the device's energy model")
+    p.add_argument("--objectives", help="accuracy,latency (default) or accuracy,latency,energy")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<run>/study.db); postgresql://... to share")
+    p.add_argument("--study", help="study name in --storage (default: the run id); the same name shares a study")
+    p.add_argument("--measure", type=int, metavar="K", help="measure the K best candidates on the device and refit")
+    p.add_argument("--store", type=Path, help="measurement store for --measure (default runs/farm/measurements.sqlite)")
+    p.add_argument("--no-presets", action="store_true", help="do not seed the study with EdgeViT-XXS/XS/S")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run (--trials may raise its target)")
+    p.set_defaults(func=cmd_search)
+
+    p = groups.add_parser("family", help="the best candidate per latency budget, exported to ONNX and registered with timm")
+    _common(p)
+    p.add_argument("--budgets", help="latency budgets in ms, comma-separated (e.g. 15,30,60)")
+    p.add_argument("--like", help="'edgevit': the budgets are the predicted latencies of EdgeViT-XXS/XS/S on the device")
+    p.set_defaults(func=cmd_family)
+
+
+# ---------------------------------------------------------------------------------------------- progress
+class _ProgressView:
+    """Renders :class:`nas.search.SearchProgress` events: a spinner while models load, then bars."""
+
+    def __init__(self, con):
+        self.con = con
+        self.status = None
+        self.bar: Progress | None = None
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, p) -> None:
+        if p.phase == "models":
+            if self.status is None:
+                self.status = self.con.status(p.message)
+                self.status.start()
+            else:
+                self.status.update(p.message)
+            return
+        self._stop_status()
+        if p.phase == "outputs":
+            return
+        if self.bar is None:
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                console=self.con)
+            self.bar.start()
+        if p.phase not in self.tasks:
+            self.tasks[p.phase] = self.bar.add_task(p.phase, total=p.total or None, info="")
+        if p.phase == "search":
+            best = (f"best feasible {p.best[0]}: score {p.best[1]:.3f} at {p.best[2]:.2f} ms" if p.best
+                    else "no feasible candidate yet")
+            info = f"{p.unique} distinct, {p.feasible} feasible; {best}"
+        else:
+            info = p.message
+        self.bar.update(self.tasks[p.phase], completed=p.done, total=p.total or None, info=info)
+
+    def _stop_status(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+    def close(self) -> None:
+        self._stop_status()
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+# ---------------------------------------------------------------------------------------------- search
+def _split(text: str | None) -> tuple[str, ...] | None:
+    return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
+
+
+def _search_fields(args: argparse.Namespace) -> dict:
+    """SearchConfig fields from the flags both commands share (defaults applied here)."""
+    if args.no_ray and args.ray_address:
+        raise CommandError("--no-ray and --ray-address conflict: scoring runs either in this process or on the cluster")
+    out: dict = {"ray": not args.no_ray, "ray_address": args.ray_address, "proxies": _split(args.proxies)}
+    for flag, name in (("sampler", "sampler"), ("seed", "seed"), ("workers", "workers")):
+        if getattr(args, flag) is not None:
+            out[name] = getattr(args, flag)
+    if args.predictors is not None:
+        out["predictor_root"] = str(args.predictors)
+    return out
+
+
+def _argv(args: argparse.Namespace, command: str) -> list[str]:
+    """The command line as typed when run as ``nas``; else (``nas.cli.main([...])``) rebuilt from the flags."""
+    if Path(sys.argv[0]).name in ("nas", "__main__.py"):
+        return ["nas", *sys.argv[1:]]
+    out = ["nas", command]
+    for k, v in vars(args).items():
+        if k in ("func", "group") or v is None or v is False:
+            continue
+        out += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
+    return out
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .search import SearchConfig, new_run_id, resume_search, run_search
+
+    con = console()
+    view = _ProgressView(con)
+    argv = _argv(args, "search")
+    if args.resume is not None:
+        given = [f"--{k.replace('_', '-')}" for k in _FIXED_ON_RESUME if getattr(args, k, None) not in (None, False)]
+        if given:
+            raise CommandError(f"--resume continues {args.resume} with its stored settings: drop {', '.join(given)} "
+                               "(only --trials and --workers may change)")
+        run_dir = args.resume
+
+        def call():
+            return resume_search(args.resume, progress=view, n_trials=args.trials, workers=args.workers, argv=argv)
+    else:
+        if not args.device:
+            from device_farm import load_profiles
+
+            raise CommandError(f"--device is required (known devices: {', '.join(sorted(load_profiles()))})")
+        objectives = _split(args.objectives) or ("accuracy", "latency")
+        if args.measure is not None and args.measure < 1:
+            raise CommandError(f"--measure {args.measure}: give the number of best candidates to measure (>= 1)")
+        fields = _search_fields(args)
+        cfg = SearchConfig(device=args.device, budget_ms=args.budget_ms, budget_mj=args.budget_mj,
+                           objectives=objectives, n_trials=args.trials if args.trials is not None else 200,
+                           storage=args.storage, study_name=args.study, measure_top_k=args.measure or 0,
+                           store=str(args.store) if args.store else None, seed_presets=not args.no_presets, **fields)
+        cfg.validate()
+        run_dir = (args.out or Path("runs")) / (args.run_id or new_run_id(cfg))
+        cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
+
+        def call():
+            return run_search(cfg, progress=view, argv=argv)
+    try:
+        result = call()
+    except KeyboardInterrupt:
+        view.close()
+        con.print(f"interrupted; continue with: nas search --resume {run_dir}")
+        raise
+    finally:
+        view.close()
+    return print_result(con, result)
+
+
+def _front_rows(front: list, limit: int = 12) -> list:
+    """At most ``limit`` front points, evenly spread along latency, always keeping the chosen one."""
+    if len(front) <= limit:
+        return front
+    idx = {round(i * (len(front) - 1) / (limit - 1)) for i in range(limit)}
+    idx |= {i for i, c in enumerate(front) if c.chosen}
+    return [front[i] for i in sorted(idx)]
+
+
+def print_result(con, result) -> int:
+    from .search import candidate_row
+
+    cfg = result.config
+    budget = " and ".join(x for x in (f"{cfg.budget_ms:g} ms" if cfg.budget_ms else "",
+                                      f"{cfg.budget_mj:g} mJ" if cfg.budget_mj else "") if x) or "no budget"
+    t = Table(title=f"Pareto front on {cfg.device} ({budget}): {len(result.pareto)} of {len(result.candidates)} "
+                    f"candidates, {result.n_trials} trials")
+    cols = ("id", "score", "latency ms", "measured ms", "energy mJ", "params M", "GMACs", "res", "depths")
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("id", "depths") else "right")
+    for c in _front_rows(result.pareto):
+        r = candidate_row(c)
+        t.add_row(*(r[k] for k in cols), style="bold green" if c.chosen else None)
+    if result.presets:
+        t.add_section()
+        for name, c in result.presets.items():
+            r = candidate_row(c)
+            t.add_row(name + ("" if c.feasible else " (over budget)"), *(r[k] for k in cols[1:]), style="dim")
+    con.print(t)
+    if result.measured:
+        m = Table(title=f"predicted against measured on {cfg.device}")
+        for col in ("id", "status", "predicted ms", "refit ms", "measured ms", "error", "within budget"):
+            m.add_column(col, justify="left" if col in ("id", "status") else "right")
+        for d in result.measured:
+            ms = d.get("median_ms")
+            m.add_row(d["arch_id"], d["status"], f"{d['predicted_ms']:.2f}", f"{d['refit_ms']:.2f}" if d.get("refit_ms") else "",
+                      f"{ms:.2f}" if ms else "", f"{(d['predicted_ms'] - ms) / ms:+.1%}" if ms else "",
+                      "" if cfg.budget_ms is None or not ms else ("yes" if ms <= cfg.budget_ms else "[red]no[/]"))
+        con.print(m)
+    con.print(f"calibration: {result.calibration}")
+    con.print(result.accuracy)
+    con.print(result.energy)
+    for note in result.notes:
+        con.print(f"note: {note}")
+    code = 0
+    if result.best is not None:
+        b = result.best
+        lat = (f"measured {b.measured_ms:.2f} ms" if b.measured_status == "ok" and b.measured_ms is not None
+               else f"predicted {b.latency_ms:.2f} ± {b.latency_std_ms:.2f} ms")
+        con.print(f"[bold]chosen:[/] {b.arch_id} score {b.score:.3f}, {lat}, {b.params / 1e6:.2f} M params, "
+                  f"{b.macs / 1e9:.3f} GMACs -> {result.run_dir / 'best.json'}")
+    elif result.fastest is not None:
+        f = result.fastest
+        con.print(f"[bold red]no candidate meets {budget}[/]; the fastest is {f.arch_id} at "
+                  f"{f.effective_latency_ms:.2f} ms (score {f.score:.3f}); raise the budget to at least that")
+        code = 1
+    con.print(f"wrote {result.run_dir}/ (report.md, pareto.png, pareto.json, candidates.csv, study.db); "
+              f"continue or extend with: nas search --resume {result.run_dir} --trials N")
+    return code
+
+
+# ---------------------------------------------------------------------------------------------- family
+def cmd_family(args: argparse.Namespace) -> int:
+    from .family import DEFAULT_FAMILY_TRIALS, run_family
+    from .search import candidate_row
+
+    if not args.device:
+        from device_farm import load_profiles
+
+        raise CommandError(f"--device is required (known devices: {', '.join(sorted(load_profiles()))})")
+    if (args.budgets is None) == (args.like is None):
+        raise CommandError("give exactly one of --budgets 15,30,60 and --like edgevit")
+    budgets = None
+    if args.budgets is not None:
+        try:
+            budgets = [float(b) for b in _split(args.budgets) or ()]
+        except ValueError:
+            raise CommandError(f"--budgets {args.budgets!r}: comma-separated numbers of ms, e.g. 15,30,60") from None
+    fields = _search_fields(args)
+    if args.run_id or args.out:
+        fields["run_dir"] = str((args.out or Path("runs")) / (args.run_id or f"{args.device}-family"))
+    con = console()
+    view = _ProgressView(con)
+    argv = _argv(args, "family")
+    try:
+        fam = run_family(args.device, budgets, args.like, n_trials=args.trials or DEFAULT_FAMILY_TRIALS, progress=view,
+                         argv=argv, **fields)
+    finally:
+        view.close()
+    t = Table(title=f"family for {args.device} ({fam.search.n_trials} trials, {len(fam.search.candidates)} candidates)")
+    for col in ("timm name", "budget ms", "like", "id", "score", "latency ms", "params M", "GMACs", "ONNX"):
+        t.add_column(col, justify="left" if col in ("timm name", "like", "id", "ONNX") else "right",
+                     no_wrap=col == "timm name")
+    missing = 0
+    for m in fam.members:
+        if m.candidate is None:
+            missing += 1
+            f = m.fastest
+            t.add_row(m.name, f"{m.budget_ms:g}", m.like or "", "[red]none within budget[/]",
+                      "", f"fastest {f.latency_ms:.2f}" if f else "", "", "", "")
+            continue
+        r = candidate_row(m.candidate)
+        t.add_row(m.name, f"{m.budget_ms:g}", m.like or "", r["id"], r["score"], r["latency ms"], r["params M"],
+                  r["GMACs"], m.onnx.name if m.onnx else "")
+    con.print(t)
+    con.print(f"calibration: {fam.search.calibration}")
+    con.print(fam.search.accuracy)
+    con.print(f"wrote {fam.run_dir}/family.json, family.md and family/*.onnx; registered with timm in this process: "
+              f"{', '.join(fam.registered) or 'none'} (again elsewhere: nas.family.register_family('"
+              f"{fam.run_dir / 'family.json'}'))")
+    return 1 if missing else 0

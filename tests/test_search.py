@@ -1,0 +1,303 @@
+"""``nas search`` and ``nas family``: real Optuna SQLite studies, a real local Ray, real host measurements.
+
+Scoring uses the instant analytic accuracy score (``proxies=("params",)``) and a host latency model
+trained in a fixture on ``tests/data/host_measurements.csv``, so that the tests exercise the search
+machinery, not the proxies.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from device_farm import MeasurementStore
+from nas.cli import main
+from nas.search import Scorer, SearchConfig, hypervolume_2d, pareto_mask, resume_search, run_search
+from search_space import DEFAULT_SPACE, PRESETS, EdgeViTConfig, load_config
+
+DATA = Path(__file__).parent / "data" / "host_measurements.csv"
+FAST = {"proxies": ("params",), "device": "host"}
+
+
+@pytest.fixture(scope="module")
+def host_store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("store") / "m.sqlite"
+    MeasurementStore(path).import_csv(DATA)
+    return path
+
+
+@pytest.fixture(scope="module")
+def host_root(tmp_path_factory, host_store) -> Path:
+    """A predictor folder holding a host latency model trained on the 287 real host measurements."""
+    from predictors.trained import default_path, train
+
+    root = tmp_path_factory.mktemp("predictors")
+    train(MeasurementStore(host_store), "host", method="kernel").save(default_path("host", "latency", root))
+    return root
+
+
+def _cfg(tmp_path, root, name="run", **kw) -> SearchConfig:
+    base = dict(FAST, predictor_root=str(root), run_dir=str(tmp_path / name), ray=False, workers=2, n_trials=24)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def _study(run_dir: Path) -> optuna.Study:
+    return optuna.load_study(study_name=run_dir.name, storage=f"sqlite:///{run_dir / 'study.db'}")
+
+
+def _count_scoring(monkeypatch) -> list[str]:
+    """Record every arch_id handed to the scorer (in-process scoring only)."""
+    scored: list[str] = []
+    real = Scorer.score
+
+    def counting(self, cfgs):
+        scored.extend(c.arch_id for c in cfgs)
+        return real(self, cfgs)
+
+    monkeypatch.setattr(Scorer, "score", counting)
+    return scored
+
+
+def _history(run_dir: Path) -> list[tuple]:
+    return [(t.number, t.state.name, tuple(sorted(t.params.items())), tuple(t.values or ()))
+            for t in _study(run_dir).trials]
+
+
+def test_pareto_and_hypervolume_helpers():
+    pts = [[1, 5], [2, 2], [3, 3], [5, 1], [2, 2]]
+    assert pareto_mask(pts).tolist() == [True, True, False, True, True]
+    assert hypervolume_2d([[1, 5], [2, 2], [5, 1]], (6, 6)) == pytest.approx(5 * 1 + 4 * 3 + 1 * 1)
+
+
+def test_search_on_ray_respects_the_budget_and_writes_every_output(tmp_path, host_root, ray_local):
+    res = run_search(_cfg(tmp_path, host_root, ray=True, budget_ms=12.0, n_trials=30), argv=["nas", "search"])
+    d = res.run_dir
+    assert res.n_trials == 30 and res.best is not None
+    assert all(c.feasible and c.latency_ms <= 12.0 for c in res.pareto)
+    assert res.best.score == max(c.score for c in res.candidates if c.latency_ms <= 12.0)
+    assert {"command.json", "study.db", "candidates.csv", "candidates.json", "pareto.json", "best.json", "pareto.png",
+            "report.md"} <= {p.name for p in d.iterdir()}
+    assert load_config(d / "best.json") == res.best.cfg
+    front = json.loads((d / "pareto.json").read_text())
+    assert len(front) == len(res.pareto) and all(EdgeViTConfig.from_dict(p["config"]) for p in front)
+    assert {"score", "latency_ms", "latency_std_ms", "energy_mj", "params", "macs"} <= set(front[0])
+    rows = (d / "candidates.csv").read_text().splitlines()
+    assert len(rows) == len(res.candidates) + 1 and len(json.loads((d / "candidates.json").read_text())) == len(rows) - 1
+    cmd = json.loads((d / "command.json").read_text())
+    assert cmd["argv"] == ["nas", "search"] and {"torch", "optuna", "ray", "onnxruntime", "edgevit-nas"} <= set(cmd["versions"])
+    assert cmd["config"]["workers"] == 2 and "measurements on host" in cmd["calibration"]
+    assert (d / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (d / "report.md").read_text()
+    assert "## Chosen model" in report and res.best.arch_id in report and "edgevit_xxs" in report
+    # the presets were seeded as the first trials and are compared under the same models
+    assert [res.presets[n].trial for n in PRESETS] == [0, 1, 2]
+
+
+def test_same_seed_gives_the_same_trials_in_process_and_on_ray(tmp_path, host_root, ray_local):
+    kw = dict(budget_ms=10.0, seed=3, n_trials=16)
+    a = run_search(_cfg(tmp_path, host_root, "a", **kw))
+    b = run_search(_cfg(tmp_path, host_root, "b", ray=True, **kw))
+    c = run_search(_cfg(tmp_path, host_root, "c", **{**kw, "seed": 4}))
+    assert _history(a.run_dir) == _history(b.run_dir)
+    assert _history(a.run_dir) != _history(c.run_dir)
+
+
+def test_budget_below_anything_reports_the_fastest(tmp_path, host_root, capsys):
+    res = run_search(_cfg(tmp_path, host_root, budget_ms=0.01, n_trials=12))
+    assert res.best is None and not res.pareto and not (res.run_dir / "best.json").exists()
+    assert res.fastest.latency_ms == min(c.latency_ms for c in res.candidates)
+    assert "No candidate meets the budget" in (res.run_dir / "report.md").read_text()
+    code = main(["search", "--device", "host", "--budget-ms", "0.01", "--trials", "6", "--no-ray", "--proxies", "params",
+                 "--predictors", str(host_root), "--out", str(tmp_path), "--run-id", "cli"])
+    out = capsys.readouterr().out
+    assert code == 1 and "no candidate meets 0.01 ms" in out and "the fastest is" in out
+
+
+def test_duplicates_are_told_the_stored_values_and_never_scored_again(tmp_path, host_root, monkeypatch):
+    first = run_search(_cfg(tmp_path, host_root, n_trials=8))
+    study = _study(first.run_dir)
+    old = study.trials[5]
+    fresh_cfg = next(c for c in DEFAULT_SPACE.sample_random(50, seed=11) if c.arch_id not in
+                     {t.user_attrs["arch_id"] for t in study.trials})
+    for params in (old.params, old.params, DEFAULT_SPACE.params_of(fresh_cfg), DEFAULT_SPACE.params_of(fresh_cfg)):
+        study.enqueue_trial(params)
+    scored = _count_scoring(monkeypatch)
+    res = resume_search(first.run_dir, n_trials=12)
+    new = _study(first.run_dir).trials[8:12]
+    assert scored == [fresh_cfg.arch_id]  # the old candidate not at all, the new one once (one batch, two trials)
+    assert [t.user_attrs.get("duplicate_of") for t in new] == [5, 5, None, 10]
+    assert new[0].values == old.values and new[3].values == new[2].values
+    assert len(res.candidates) == 9 and next(c for c in res.candidates if c.arch_id == old.user_attrs["arch_id"]).n_trials == 3
+
+
+def test_resume_continues_without_redoing_finished_trials(tmp_path, host_root):
+    first = run_search(_cfg(tmp_path, host_root, budget_ms=10.0, n_trials=10))
+    before = _history(first.run_dir)
+    # a trial left RUNNING, as a kill between ask and tell leaves it
+    study = _study(first.run_dir)
+    t = study.ask()
+    DEFAULT_SPACE.sample(t)
+    res = resume_search(first.run_dir, n_trials=16)
+    trials = _study(first.run_dir).trials
+    assert _history(first.run_dir)[:10] == before
+    assert trials[10].state == TrialState.FAIL and trials[10].user_attrs["interrupted"]
+    redo = [x for x in trials if x.user_attrs.get("redo_of") == 10]
+    assert len(redo) == 1 and redo[0].params == trials[10].params and redo[0].state == TrialState.COMPLETE
+    assert res.n_trials == 16 and sum(x.state == TrialState.COMPLETE for x in trials) == 16
+    assert not any(x.state == TrialState.RUNNING for x in trials)
+    assert len(json.loads((first.run_dir / "command.json").read_text())["resumes"]) == 1
+
+
+def test_kill_9_mid_run_then_resume(tmp_path, host_root):
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "nas", "search", "--device", "host", "--proxies", "params", "--no-ray", "--workers", "2",
+           "--trials", "500", "--predictors", str(host_root), "--out", str(tmp_path), "--run-id", "killed"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        done = 0
+        while time.time() < deadline and done < 12:
+            time.sleep(0.5)
+            assert proc.poll() is None, proc.stderr.read().decode()
+            if (run_dir / "study.db").exists():
+                try:
+                    done = sum(t.state == TrialState.COMPLETE for t in _study(run_dir).trials)
+                except Exception:  # the study is still being created
+                    pass
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = [h for h in _history(run_dir) if h[1] == "COMPLETE"]
+    assert len(before) >= 12
+    target = len(_study(run_dir).trials) + 6
+    assert main(["search", "--resume", str(run_dir), "--trials", str(target)]) == 0
+    trials = _study(run_dir).trials
+    assert [h for h in _history(run_dir) if h[0] <= before[-1][0] and h[1] == "COMPLETE"] == before
+    finished = [t for t in trials if t.state != TrialState.RUNNING and not t.user_attrs.get("interrupted")]
+    assert len(finished) == target and not any(t.state == TrialState.RUNNING for t in trials)
+    killed = [t.number for t in trials if t.user_attrs.get("interrupted") and t.params]  # killed before sampling: no params
+    assert sorted(t.user_attrs["redo_of"] for t in trials if "redo_of" in t.user_attrs) == killed
+
+
+def test_measured_winner_over_budget_is_never_the_winner(tmp_path, host_root, monkeypatch):
+    cfg = _cfg(tmp_path, host_root, budget_ms=10.0, n_trials=16, measure_top_k=2)
+    calls: list[str] = []
+
+    def fake(self, farm, cfgs, profile):  # the device says the predicted winner is slower than the budget
+        for c in cfgs:
+            calls.append(c.arch_id)
+            yield SimpleNamespace(arch_id=c.arch_id, status="ok", median_ms=30.0 if len(calls) == 1 else 5.0,
+                                  ci95_rel=0.01, energy_mj=None, error=None)
+
+    monkeypatch.setattr("nas.search._Search._measure_many", fake)
+    monkeypatch.setattr("nas.search._Search._refit", lambda self, cands, done: None)
+    res = run_search(cfg)
+    over = calls[0]
+    assert res.best is not None and res.best.arch_id != over and res.best.measured_ms == 5.0
+    assert next(c for c in res.candidates if c.arch_id == over).feasible is False
+    measured = json.loads((res.run_dir / "measured.json").read_text())
+    assert {m["arch_id"] for m in measured} == set(calls)
+    assert "Predicted against measured" in (res.run_dir / "report.md").read_text()
+
+
+def test_measure_in_the_loop_on_the_host(tmp_path, host_root, host_store):
+    """Real onnxruntime measurement of the winner, stored, and the host model retrained on the store."""
+    root, store = tmp_path / "pred", tmp_path / "m.sqlite"
+    shutil.copytree(host_root, root)
+    shutil.copy(host_store, store)
+    n_before = len(MeasurementStore(store).query(device="host", status="ok"))
+    res = run_search(_cfg(tmp_path, root, budget_ms=4.0, n_trials=10, measure_top_k=1, store=str(store),
+                          seed_presets=False))
+    assert res.measured and res.measured[0]["status"] in ("ok", "disturbed")
+    assert len(MeasurementStore(store).query(device="host")) > n_before
+    if res.best is not None and res.best.measured_status == "ok":
+        assert res.best.measured_ms <= 4.0
+    if res.measured[0]["status"] == "ok":
+        assert any("retrained" in n for n in res.notes) and res.measured[0]["refit_ms"] is not None
+
+
+def test_family_of_two_budgets_is_exported_and_registered_with_timm(tmp_path, host_root):
+    import timm
+
+    from nas.family import register_family, run_family
+
+    fam = run_family("host", [12, 6], n_trials=24, ray=False, workers=2, proxies=("params",),
+                     predictor_root=str(host_root), run_dir=str(tmp_path / "fam"))
+    assert [m.budget_ms for m in fam.members] == [6.0, 12.0]
+    assert all(m.candidate is not None and m.candidate.latency_ms <= m.budget_ms for m in fam.members)
+    assert fam.members[0].candidate.score <= fam.members[1].candidate.score
+    entries = json.loads((fam.run_dir / "family.json").read_text())
+    assert [e["name"] for e in entries] == ["edgevit_host_6ms", "edgevit_host_12ms"] == fam.registered
+    assert all((fam.run_dir / "family" / e["onnx"]).stat().st_size > 0 for e in entries)
+    assert "edgevit_host_6ms" in (fam.run_dir / "family.md").read_text()
+    assert register_family(fam.run_dir / "family.json") == fam.registered
+    model = timm.create_model("edgevit_host_6ms", num_classes=7)
+    assert model.cfg.arch_id == EdgeViTConfig.from_dict(entries[0]["config"]).replace(num_classes=7).arch_id
+    assert timm.models.get_pretrained_cfg("edgevit_host_6ms").input_size[1] == entries[0]["config"]["resolution"]
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["search", "--device", "nope", "--budget-ms", "30"], "known devices: host, pixel1, pixel4, s21"),
+    (["search", "--budget-ms", "30"], "--device is required (known devices:"),
+    (["search", "--resume", "runs/x", "--device", "s21"], "drop --device (only --trials and --workers may change)"),
+    (["search", "--device", "host", "--budget-mj", "5"], "--budget-mj needs an energy model for host"),
+    (["search", "--device", "host", "--objectives", "accuracy,latency,energy"], "the energy objective needs an energy"),
+    (["search", "--device", "host", "--no-ray", "--ray-address", "auto"], "--no-ray and --ray-address conflict"),
+    (["search", "--device", "host", "--sampler", "cmaes"], "sampler='cmaes': allowed: nsga2, tpe, gp, random"),
+    (["search", "--device", "host", "--budget-ms", "-3"], "budget_ms=-3.0: must be a number > 0"),
+    (["search", "--device", "host", "--objectives", "latency"], "objectives='latency': allowed"),
+    (["search", "--device", "s21", "--measure", "3"], "s21 is not: no adb serial"),
+    (["search", "--resume", "nowhere"], "resume='nowhere': is not a search run directory"),
+    (["family", "--device", "host", "--budgets", "5", "--like", "edgevit"], "exactly one of --budgets"),
+    (["family", "--device", "host", "--budgets", "5,fast"], "--budgets '5,fast': comma-separated numbers"),
+])
+def test_bad_input_is_one_line(argv, expected, host_root, tmp_path, capsys, ray_local):
+    if argv[0] == "search" and "--resume" not in argv:
+        argv = argv + ["--predictors", str(host_root), "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # nothing was started
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "random"])
+def test_every_sampler_runs_under_a_budget(sampler, tmp_path, host_root):
+    res = run_search(_cfg(tmp_path, host_root, sampler=sampler, budget_ms=10.0, n_trials=12, seed_presets=False))
+    assert res.n_trials == 12 and all(c.latency_ms <= 10.0 for c in res.pareto)
+
+
+def test_energy_objective_and_budget_use_the_devices_energy_model(tmp_path, host_root):
+    root = tmp_path / "pred"
+    shutil.copytree(host_root, root)
+    d = json.loads((root / "host-latency.json").read_text())
+    d["target"] = "energy"  # a stand-in energy model with the same format (no energy measurements exist here)
+    (root / "host-energy.json").write_text(json.dumps(d))
+    res = run_search(_cfg(tmp_path, root, objectives=("accuracy", "latency", "energy"), budget_ms=12.0, budget_mj=8.0,
+                          n_trials=16))
+    assert all(c.energy_mj is not None for c in res.candidates) and "energy: 287 measurements" in res.energy
+    assert all(c.latency_ms <= 12.0 and c.energy_mj <= 8.0 for c in res.pareto)
+    trial = _study(res.run_dir).trials[-1]
+    assert len(trial.values) == 3 and set(trial.constraints) == {"latency_ms", "energy_mj"}
+
+
+def test_a_shared_storage_study_is_continued_by_a_second_driver(tmp_path, host_root, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    a = run_search(_cfg(tmp_path, host_root, "a", storage=url, study_name="shared", n_trials=8))
+    scored = _count_scoring(monkeypatch)
+    b = run_search(_cfg(tmp_path, host_root, "b", storage=url, study_name="shared", n_trials=14))
+    assert b.n_trials == 14 and not (tmp_path / "b" / "study.db").exists()
+    assert {c.arch_id for c in a.candidates} <= {c.arch_id for c in b.candidates}
+    assert not set(scored) & {c.arch_id for c in a.candidates}
