@@ -118,3 +118,45 @@ def _write(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=1))
     os.replace(tmp, path)
+
+
+def rerank_search(result, data: str | os.PathLike, hc: HalvingConfig = HalvingConfig(), top_k: int = 8,
+                  results_path: str | os.PathLike | None = DEFAULT_RESULTS,
+                  progress: Callable[[str], None] | None = None) -> tuple[HalvingResult, list]:
+    """Re-rank a finished search's ``top_k`` feasible candidates (highest accuracy score first) by
+    successive halving on ``data``. Writes ``fidelity.json`` and makes the short-training winner the
+    run's ``best.json`` (the search's own choice is kept as ``best_proxy.json``), and appends the
+    ranking to ``report.md``. Returns the halving result and the candidates in its order."""
+    if top_k < 1:
+        raise ValueError(f"top_k={top_k!r}: allowed: an integer >= 1")
+    pool = sorted(result.feasible, key=lambda c: -c.score)[:top_k]
+    if not pool:
+        raise ValueError("fidelity short: the search has no feasible candidate to train")
+    run_dir = Path(result.run_dir)
+    res = successive_halving([c.cfg for c in pool], data, hc, out_dir=run_dir / "short", results_path=results_path,
+                             progress=progress)
+    by_id = {c.arch_id: c for c in pool}
+    ordered = [by_id[a] for a in res.ranking]
+    rows = []
+    for rank, c in enumerate(ordered, 1):
+        epochs, top1 = res.best_top1(c.arch_id)
+        rows.append({"rank": rank, "arch_id": c.arch_id, "short_top1": top1, "short_epochs": epochs,
+                     "score": c.score, "latency_ms": c.effective_latency_ms, "params": c.params, "macs": c.macs,
+                     "config": c.cfg.to_dict()})
+    _write(run_dir / "fidelity.json", {"data": str(data), "top_k": top_k, **res.to_dict(), "candidates": rows})
+    best = run_dir / "best.json"
+    if best.exists() and not (run_dir / "best_proxy.json").exists():
+        os.replace(best, run_dir / "best_proxy.json")
+    tmp = best.with_name(".best.json.tmp")
+    tmp.write_text(ordered[0].cfg.to_json() + "\n")
+    os.replace(tmp, best)
+    lines = ["", "## Low fidelity (successive halving)", "",
+             f"Top {len(pool)} feasible candidates by accuracy score, trained on `{data}` for {list(hc.rungs)} epochs "
+             f"(eta {hc.eta}) at about {hc.resolution} px on at most {hc.max_train_images} images. `best.json` is now "
+             "the short-training winner; the search's own choice is `best_proxy.json`.", "",
+             "| rank | id | short top-1 % (epochs) | accuracy score | latency ms |", "|---|---|---|---|---|"]
+    lines += [f"| {r['rank']} | {r['arch_id']} | {r['short_top1']:.2f} ({r['short_epochs']}) | {r['score']:.3f} | "
+              f"{r['latency_ms']:.2f} |" for r in rows]
+    with open(run_dir / "report.md", "a") as f:
+        f.write("\n".join(lines) + "\n")
+    return res, ordered

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -45,6 +46,15 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--store", type=Path, help="measurement store for --measure (default runs/farm/measurements.sqlite)")
     p.add_argument("--no-presets", action="store_true", help="do not seed the study with EdgeViT-XXS/XS/S")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run (--trials may raise its target)")
+    p.add_argument("--fidelity", choices=("proxy", "short"), default="proxy",
+                   help="short: afterwards, train the top-K feasible candidates a few epochs on --data (successive halving)")
+    p.add_argument("--data", type=Path, help="ImageFolder tree (train/, val/) for --fidelity short")
+    p.add_argument("--top-k", type=int, default=8, help="candidates --fidelity short trains (default 8)")
+    p.add_argument("--short-epochs", default="1,3", help="epochs per successive-halving rung (default 1,3)")
+    p.add_argument("--short-resolution", type=int, default=128, help="training side for --fidelity short (default 128)")
+    p.add_argument("--short-images", type=int, default=2000, help="training images per short run (default 2000)")
+    p.add_argument("--results", type=Path, default=Path("runs/results.jsonl"),
+                   help="where short trainings append their result records (default runs/results.jsonl)")
     p.set_defaults(func=cmd_search)
 
     p = groups.add_parser("family", help="the best candidate per latency budget, exported to ONNX and registered with timm")
@@ -132,10 +142,33 @@ def _argv(args: argparse.Namespace, command: str) -> list[str]:
     return out
 
 
+def _halving(args: argparse.Namespace):
+    """The --fidelity short settings, checked before the search starts (one line on conflict)."""
+    if args.fidelity != "short":
+        if args.data is not None:
+            raise CommandError("--data is only used with --fidelity short")
+        return None
+    if args.data is None:
+        raise CommandError("--fidelity short needs --data PATH (an ImageFolder tree with train/ and val/)")
+    if args.top_k < 1:
+        raise CommandError(f"--top-k {args.top_k}: allowed: an integer >= 1")
+    from .fidelity import HalvingConfig
+    from .train import load_data
+
+    try:
+        rungs = tuple(int(x) for x in args.short_epochs.split(","))
+        hc = HalvingConfig(rungs=rungs, resolution=args.short_resolution, max_train_images=args.short_images)
+    except ValueError as e:
+        raise CommandError(f"--short-epochs/--short-resolution: {e}") from None
+    load_data(args.data)  # a bad data folder fails now, not after the search
+    return hc
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from .search import SearchConfig, new_run_id, resume_search, run_search
 
     con = console()
+    halving = _halving(args)
     view = _ProgressView(con)
     argv = _argv(args, "search")
     if args.resume is not None:
@@ -174,7 +207,24 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise
     finally:
         view.close()
-    return print_result(con, result)
+    code = print_result(con, result)
+    if halving is not None and result.feasible:
+        from .fidelity import rerank_search
+
+        with con.status("low fidelity: training the top candidates...") as status:
+            _, ordered = rerank_search(result, args.data, halving, args.top_k, results_path=args.results,
+                                       progress=lambda m: status.update(m))
+        t = Table(title=f"low fidelity: top {len(ordered)} feasible candidates after successive halving on {args.data}")
+        for col in ("rank", "id", "short top-1 %", "epochs", "score", "latency ms"):
+            t.add_column(col, justify="left" if col == "id" else "right")
+        fid = json.loads((result.run_dir / "fidelity.json").read_text())
+        for r in fid["candidates"]:
+            t.add_row(str(r["rank"]), r["arch_id"], f"{r['short_top1']:.2f}", str(r["short_epochs"]), f"{r['score']:.3f}",
+                      f"{r['latency_ms']:.2f}")
+        con.print(t)
+        con.print(f"chosen after short training: {ordered[0].arch_id} -> {result.run_dir / 'best.json'} "
+                  f"(the proxy's choice: best_proxy.json)")
+    return code
 
 
 def _front_rows(front: list, limit: int = 12) -> list:

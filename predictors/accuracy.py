@@ -3,10 +3,12 @@
 Two sources answer it, and :func:`load_accuracy_model` picks the better one *by measurement*:
 
 1. **proxy** (always available): the candidate's zero-cost proxies (:data:`DEFAULT_PROXIES`,
-   chosen on held-out splits of ViT-Bench-101 and NAS-Bench-201, ``bench/proxy_selection.py``) placed
+   params + zico + dss, chosen on held-out splits of ViT-Bench-101 and NAS-Bench-201 among the
+   subsets that order EdgeViT-XXS < XS < S, ``bench/proxy_selection.py``) placed
    among a fixed reference population of random EdgeViTs, aggregated AZ-NAS style (sum of log
-   percentiles) and reported as their geometric mean, the **proxy percentile** in (0, 1): 0.7 means
-   "scores like the 70th percentile of random candidates". A fixed population makes the score of a
+   percentiles, each percentile smoothed as ``Phi`` of a robust z-score so that it keeps ordering
+   beyond the population's extremes) and reported as their geometric mean, the **proxy percentile**
+   in (0, 1): 0.7 means "scores like the 70th percentile of random candidates". A fixed population makes the score of a
    candidate independent of which other candidates a search happened to see, which a rank within
    the batch would not be.
 2. **predictor**: a Gaussian process on proxy scores, costs and structure, trained on real training
@@ -39,6 +41,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from search_space import DEFAULT_SPACE, PRESETS, EdgeViTConfig, cost
 
+from . import proxies as _P
 from .results import DEFAULT_RESULTS, ResultRecord, read_results
 
 __all__ = [
@@ -49,11 +52,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The default proxy set: synflow + zico, aggregated. Chosen on random half-splits of all eight
-#: targets (ViT-Bench-101 AutoFormer/PiT CIFAR-100 with and without distillation, NAS-Bench-201
-#: cifar10/cifar100/ImageNet16-120): selected most often and beating #params on the held-out halves
-#: in most splits (bench/proxy_selection.py, bench/results/proxy_selection.json).
-DEFAULT_PROXIES: tuple[str, ...] = ("synflow", "zico")
+#: The default proxy set (params + zico + dss): see :mod:`predictors.proxies` for how it was chosen.
+DEFAULT_PROXIES: tuple[str, ...] = _P.DEFAULT_PROXIES
 
 #: Proxies computed in closed form from :func:`search_space.cost` (no torch, microseconds): used by
 #: fast searches and benchmarks with ``proxies=("params",)``.
@@ -114,6 +114,14 @@ def raw_scores(cfg: EdgeViTConfig, settings: ProxySettings = ProxySettings()) ->
     return out
 
 
+def _transform(name: str, value: float) -> float:
+    """Proxies that are counts (params, MACs) compare on a log scale; the others are already logs
+    or sums of logs (synflow, zico) or used as they are."""
+    if name in ANALYTIC_PROXIES:
+        return math.log(value) if value > 0 else float("nan")
+    return float(value)
+
+
 def reference_configs(n: int = REFERENCE_SIZE, seed: int = REFERENCE_SEED) -> list[EdgeViTConfig]:
     """The reference population: ``n`` random candidates of the default space plus the three presets."""
     return DEFAULT_SPACE.sample_random(n, seed=seed) + [PRESETS[k] for k in sorted(PRESETS)]
@@ -127,16 +135,35 @@ class ProxyReference:
     scores: dict[str, dict[str, float]]  # arch_id -> proxy -> value
     provenance: str = ""
 
+    def _scale(self, name: str) -> tuple[float, float]:
+        """Robust location and scale of a proxy over the population (median, 1.4826 x MAD), cached."""
+        cache = self.__dict__.setdefault("_scales", {})
+        if name not in cache:
+            ref = np.array([_transform(name, s[name]) for s in self.scores.values()], dtype=float)
+            ref = ref[np.isfinite(ref)]
+            med = float(np.median(ref))
+            mad = 1.4826 * float(np.median(np.abs(ref - med)))
+            cache[name] = (med, mad if mad > 0 else float(np.std(ref)) or 1.0)
+        return cache[name]
+
     def percentile(self, raw: dict[str, float]) -> float:
-        """Geometric mean over proxies of the candidate's mid-rank percentile in the population."""
+        """Geometric mean over proxies of the candidate's smoothed percentile in the population.
+
+        Each proxy's percentile is ``Phi(z)``, ``z`` its robust z-score in the population (params
+        and MACs on a log scale): the Gaussian-copula analogue of AZ-NAS's log-rank aggregation.
+        Unlike an empirical rank among 67 networks it keeps ordering candidates beyond the
+        population's extremes instead of tying them all at the top rank. A NaN counts as the worst.
+        """
+        from scipy.special import log_ndtr
+
         logs = []
         for n in self.settings.names:
-            ref = np.array([s[n] for s in self.scores.values()], dtype=float)
-            ref = np.where(np.isfinite(ref), ref, -np.inf)
-            x = raw.get(n, float("nan"))
-            x = x if math.isfinite(x) else -np.inf
-            below = float(np.sum(ref < x)) + 0.5 * float(np.sum(ref == x))
-            logs.append(math.log((below + 0.5) / (len(ref) + 1.0)))
+            x = _transform(n, raw.get(n, float("nan")))
+            if not math.isfinite(x):
+                logs.append(float(log_ndtr(-8.0)))
+                continue
+            med, scale = self._scale(n)
+            logs.append(float(log_ndtr((x - med) / scale)))
         return float(math.exp(sum(logs) / len(logs)))
 
     def to_dict(self) -> dict[str, Any]:

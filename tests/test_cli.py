@@ -94,6 +94,6 @@ def test_farm_devices_lists_builtins_and_counts(tmp_path):
 
 def test_proxy_score_prints_each_proxy_and_rejects_unknown_names():
     out = nas("proxy", "score", "edgevit_xxs", "edgevit_xs", "--resolution", "64", "--batch-size", "4").stdout
-    assert "synflow" in out and "zico" in out and "aggregate" in out and "edgevit_xs" in out
+    assert "zico" in out and "dss" in out and "aggregate" in out and "edgevit_xs" in out
     bad = nas("proxy", "score", "edgevit_xxs", "--proxies", "synflow,foo", check=False)
     assert bad.returncode == 2 and "--proxies='foo'" in bad.stderr and "naswot" in bad.stderr

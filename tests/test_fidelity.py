@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,29 @@ def test_halving_trains_for_real_drops_the_worst_and_resumes(shapes, tmp_path):
     before = results.read_text()
     again = successive_halving(cfgs, shapes, hc, out_dir=tmp_path / "short", results_path=results)
     assert again.ranking == res.ranking and results.read_text() == before
+
+
+def test_search_with_fidelity_short_reranks_the_top_candidates(shapes, tmp_path):
+    from device_farm import MeasurementStore
+    from nas.cli import main
+    from predictors.trained import default_path, train
+
+    root = tmp_path / "predictors"
+    store = MeasurementStore(tmp_path / "m.sqlite")
+    store.import_csv(Path(__file__).parent / "data" / "host_measurements.csv")
+    train(store, "host", method="kernel").save(default_path("host", "latency", root))
+    results = tmp_path / "results.jsonl"
+    args = ["search", "--device", "host", "--budget-ms", "12", "--trials", "8", "--no-ray", "--no-presets",
+            "--proxies", "params", "--predictors", str(root), "--out", str(tmp_path), "--run-id", "r", "--seed", "0"]
+    assert main(args + ["--fidelity", "short"]) == 2  # no --data: one line, nothing run
+    assert not (tmp_path / "r").exists()
+    assert main(args + ["--data", str(shapes)]) == 2  # --data without --fidelity short
+    code = main(args + ["--fidelity", "short", "--data", str(shapes), "--top-k", "2", "--short-epochs", "1",
+                        "--short-resolution", "32", "--short-images", "64", "--results", str(results)])
+    assert code == 0
+    run = tmp_path / "r"
+    fid = json.loads((run / "fidelity.json").read_text())
+    assert len(fid["candidates"]) == 2 and [c["rank"] for c in fid["candidates"]] == [1, 2]
+    assert json.loads((run / "best.json").read_text())["stages"] == fid["candidates"][0]["config"]["stages"]
+    assert (run / "best_proxy.json").exists() and "Low fidelity" in (run / "report.md").read_text()
+    assert len(read_results(results, fidelity="short", anchors=False)) == 2
