@@ -334,6 +334,8 @@ class AccuracyPredictor(AccuracyModel):
 
     def summary(self) -> str:
         ds = self.records[0].dataset if self.records else "?"
+        if not math.isfinite(self.loo_tau):
+            return f"{len(self.records)} training results on {ds}: too few for leave-one-out"
         return (f"{len(self.records)} training results on {ds}: leave-one-out Kendall tau {self.loo_tau:.2f} "
                 f"(MAE {self.loo_mae:.2f} points) against the proxy's {self.proxy_tau:.2f}")
 
