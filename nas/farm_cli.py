@@ -70,17 +70,11 @@ def register(groups: argparse._SubParsersAction) -> None:
 
 
 def _reachable(profile) -> str:
-    if profile.backend == "onnxruntime":
-        return "yes"
-    if profile.backend == "onnxruntime-cuda":
-        import onnxruntime as ort
+    """The "reachable now" cell: yes, or no with the reason."""
+    from device_farm.measure import reachable
 
-        return "yes" if "CUDAExecutionProvider" in ort.get_available_providers() else "no (no CUDA provider)"
-    if not profile.serial:
-        return "no (no adb serial)"
-    from device_farm.adb import AdbDevice
-
-    return "yes" if AdbDevice(profile.serial, adb=profile.adb).reachable() else f"no (adb {profile.serial} not attached)"
+    ok, why = reachable(profile)
+    return "yes" if ok else f"no ({why})"
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

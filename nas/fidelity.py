@@ -157,6 +157,10 @@ def rerank_search(result, data: str | os.PathLike, hc: HalvingConfig = HalvingCo
              "| rank | id | short top-1 % (epochs) | accuracy score | latency ms |", "|---|---|---|---|---|"]
     lines += [f"| {r['rank']} | {r['arch_id']} | {r['short_top1']:.2f} ({r['short_epochs']}) | {r['score']:.3f} | "
               f"{r['latency_ms']:.2f} |" for r in rows]
-    with open(run_dir / "report.md", "a") as f:
-        f.write("\n".join(lines) + "\n")
+    report = run_dir / "report.md"
+    text = report.read_text() if report.exists() else ""
+    text = text.split("\n## Low fidelity (successive halving)")[0].rstrip("\n") + "\n"  # a rerun replaces its section
+    tmp = report.with_name(".report.md.tmp")
+    tmp.write_text(text + "\n".join(lines) + "\n")
+    os.replace(tmp, report)
     return res, ordered

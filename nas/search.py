@@ -60,7 +60,7 @@ from search_space.config import ConfigError
 
 __all__ = [
     "OBJECTIVES", "SAMPLERS", "DEFAULT_TRIALS", "SearchConfig", "Candidate", "SearchProgress", "SearchResult",
-    "Scorer", "run_search", "resume_search", "pareto_mask", "hypervolume_2d", "device_reachable", "new_run_id",
+    "Scorer", "run_search", "resume_search", "pareto_mask", "hypervolume_2d", "new_run_id",
     "write_outputs", "plot_pareto", "report_markdown", "candidate_row", "atomic_write",
 ]
 
@@ -365,29 +365,6 @@ def hypervolume_2d(points: np.ndarray, reference: Sequence[float]) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- devices
-def device_reachable(profile) -> tuple[bool, str]:
-    """Whether ``profile``'s device can be measured now, and if not, why (one phrase)."""
-    from device_farm.ray_farm import device_resource, reachable_on_cluster
-
-    if reachable_on_cluster(profile.id):
-        return True, f"a Ray node offers {device_resource(profile.id)}"
-    if profile.backend == "onnxruntime":
-        return True, "this machine"
-    if profile.backend == "onnxruntime-cuda":
-        import onnxruntime as ort
-
-        ok = "CUDAExecutionProvider" in ort.get_available_providers()
-        return ok, "local GPU" if ok else "no CUDA provider in onnxruntime"
-    if not profile.serial:
-        return False, (f"no adb serial in its profile and no Ray node offers device:{profile.id} "
-                       f"(set serial in a user profile, or 'nas farm serve --device {profile.id}' on its host)")
-    from device_farm.adb import AdbDevice
-
-    if AdbDevice(profile.serial, adb=profile.adb).reachable():
-        return True, f"adb {profile.serial}"
-    return False, f"adb {profile.serial} is not attached"
-
-
 def _energy_model(device: str, root: str):
     from predictors.trained import default_path, load
 
@@ -596,8 +573,9 @@ class _Search:
         self._resolve_parallelism()
         if self.config.measure_top_k > 0:
             from device_farm import get_profile
+            from device_farm.measure import reachable
 
-            ok, why = device_reachable(get_profile(self.config.device))
+            ok, why = reachable(get_profile(self.config.device))
             if not ok:
                 raise ConfigError("measure_top_k", self.config.measure_top_k,
                                   f"needs a reachable device; {self.config.device} is not: {why}")
@@ -863,11 +841,11 @@ class _Search:
     # ------------------------------------------------------------------ measurement in the loop
     def _measure(self, cands: list[Candidate]) -> list[dict[str, Any]]:
         from device_farm import DEFAULT_STORE, MeasurementStore, get_profile
-        from device_farm.measure import Farm
+        from device_farm.measure import Farm, reachable
 
         cfg = self.config
         profile = get_profile(cfg.device)
-        ok, why = device_reachable(profile)
+        ok, why = reachable(profile)
         if not ok:
             self.notes.append(f"not measured: {cfg.device} is not reachable ({why})")
             return []

@@ -134,10 +134,11 @@ class ProxyReference:
     settings: ProxySettings
     scores: dict[str, dict[str, float]]  # arch_id -> proxy -> value
     provenance: str = ""
+    _scales: dict[str, tuple[float, float]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def _scale(self, name: str) -> tuple[float, float]:
         """Robust location and scale of a proxy over the population (median, 1.4826 x MAD), cached."""
-        cache = self.__dict__.setdefault("_scales", {})
+        cache = self._scales
         if name not in cache:
             ref = np.array([_transform(name, s[name]) for s in self.scores.values()], dtype=float)
             ref = ref[np.isfinite(ref)]

@@ -80,7 +80,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = [
-    "PROXIES", "ALL_PROXIES", "DEFAULT_PROXIES", "DEFAULT_EDGEVIT_SETTINGS", "MECO_MAX_CHANNELS",
+    "PROXIES", "ALL_PROXIES", "DEFAULT_PROXIES", "MECO_MAX_CHANNELS",
     "ProxyContext", "score", "aggregate", "default_score", "proxy_cost", "rank_normalised",
 ]
 
@@ -410,11 +410,6 @@ ALL_PROXIES: tuple[str, ...] = tuple(PROXIES)
 #: on every ViT-Bench-101 CIFAR-100 column; synflow + zico (chosen on the benchmarks alone) scored
 #: EdgeViT-XS below XXS and let the search prefer 8 ms networks at a 47 ms budget.
 DEFAULT_PROXIES: tuple[str, ...] = ("params", "zico", "dss")
-
-#: Batch and input size for scoring an EdgeViT at 224x224. The accuracy model scales the input side
-#: with the candidate's own resolution instead (``predictors.accuracy.proxy_input_side``); the
-#: default score's cost per candidate at those settings is in bench/results/proxy_cost.json.
-DEFAULT_EDGEVIT_SETTINGS: dict[str, object] = {"input_size": (3, 160, 160), "batch_size": 8}
 
 
 def score(model: nn.Module, input_size: Sequence[int] = (3, 224, 224), names: Iterable[str] = DEFAULT_PROXIES,

@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from search_space import PRESETS, EdgeViTConfig
 
@@ -131,10 +131,3 @@ def read_results(path: str | os.PathLike = DEFAULT_RESULTS, dataset: str | None 
         out[(r.arch_id, r.dataset, r.epochs, r.resolution, r.fidelity)] = r
     return list(out.values())
 
-
-def datasets(records: Iterable[ResultRecord]) -> dict[str, int]:
-    """How many records each (data set) has, for messages."""
-    counts: dict[str, int] = {}
-    for r in records:
-        counts[r.dataset] = counts.get(r.dataset, 0) + 1
-    return counts

@@ -71,3 +71,7 @@ def test_search_with_fidelity_short_reranks_the_top_candidates(shapes, tmp_path)
     assert json.loads((run / "best.json").read_text())["stages"] == fid["candidates"][0]["config"]["stages"]
     assert (run / "best_proxy.json").exists() and "Low fidelity" in (run / "report.md").read_text()
     assert len(read_results(results, fidelity="short", anchors=False)) == 2
+    # asking again on the finished run resumes the short trainings and rewrites (not repeats) the section
+    assert main(["search", "--resume", str(run), "--fidelity", "short", "--data", str(shapes), "--top-k", "2",
+                 "--short-epochs", "1", "--short-resolution", "32", "--short-images", "64", "--results", str(results)]) == 0
+    assert (run / "report.md").read_text().count("## Low fidelity") == 1
