@@ -3,7 +3,7 @@
 EdgeViT has only three trained points in public (the paper's XXS/XS/S), so the predictor's own data
 cannot show this yet. ViT-Bench-101 can: 100 trained transformers per space with raw proxy scores
 (stored by ``bench/proxies_vitbench.py``). For n = 5, 10, 20, 40 training results (10 random draws
-each) the package's Gaussian process (:meth:`predictors.accuracy.AccuracyPredictor._gp`, same kernel)
+each) the package's Gaussian process (``predictors.accuracy.model._gp``, same kernel)
 is fitted on [log params, log MACs, synflow, zico] and scored on the remaining networks beside the
 default proxy score and #params on the same held-out networks. Also reported: the coverage of the
 GP's +-1 and +-2 sigma intervals (0.68 / 0.95 if calibrated).
@@ -15,18 +15,17 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 from scipy.stats import kendalltau
 from sklearn.exceptions import ConvergenceWarning
 
-from device_farm.measure import cpu_model
-from predictors.accuracy import AccuracyPredictor
-from predictors.proxies import DEFAULT_PROXIES, rank_normalised
+from benchlib import RESULTS, setup, write_result
 
-RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
+setup()
+from predictors.accuracy.model import _gp  # noqa: E402
+from predictors.accuracy.proxies import DEFAULT_PROXIES, rank_normalised  # noqa: E402
+
 TARGETS = (("autoformer", "cifar100_distill"), ("autoformer", "cifar100"), ("pit", "cifar100"), ("pit", "cifar100_distill"))
 SIZES = (5, 10, 20, 40)
 DRAWS = 10
@@ -48,7 +47,7 @@ def main() -> None:
             for _ in range(DRAWS):
                 perm = rng.permutation(len(y))
                 tr, te = perm[:n], perm[n:]
-                gp = AccuracyPredictor._gp().fit(X[tr], y[tr])
+                gp = _gp().fit(X[tr], y[tr])
                 scaler, reg = gp.steps[0][1], gp.steps[1][1]
                 mean, std = reg.predict(scaler.transform(X[te]), return_std=True)
                 proxy = sum(np.log(rank_normalised(sc[p][te])) for p in DEFAULT_PROXIES)
@@ -69,10 +68,9 @@ def main() -> None:
         print(f"{r['space'] + '/' + r['column']:32s} {r['n_train']:3d} {r['gp_tau']:7.3f} {r['proxy_tau']:7.3f} "
               f"{r['params_tau']:7.3f} {r['gp_beats_proxy']:>4d}/{r['draws']:<4d} {r['coverage_1sigma']:6.2f} "
               f"{r['coverage_2sigma']:6.2f}")
-    (RESULTS / "accuracy_predictor.json").write_text(json.dumps(
-        {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": cpu_model(),
-         "features": ["log params", "log macs", *DEFAULT_PROXIES], "default_proxies": list(DEFAULT_PROXIES),
-         "source": "bench/results/proxies_vitbench.json raw scores (ViT-Bench-101)", "rows": out}, indent=1))
+    write_result("accuracy_predictor", {
+        "features": ["log params", "log macs", *DEFAULT_PROXIES], "default_proxies": list(DEFAULT_PROXIES),
+        "source": "bench/results/proxies_vitbench.json raw scores (ViT-Bench-101)", "rows": out})
     assert all(math.isfinite(r["proxy_tau"]) for r in rows)
 
 

@@ -11,21 +11,19 @@ Run: ``python bench/farm_noise.py [--n 20] [--seed 0]``; writes ``bench/results/
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from device_farm import MeasurementStore, get_profile
-from device_farm.measure import Farm, cpu_model
-from device_farm.sample import plan
+from benchlib import setup, write_result
 
-OUT = Path(__file__).parent / "results" / "farm_noise.json"
+setup()
+from device_farm import MeasurementStore, get_profile  # noqa: E402
+from device_farm.measure import Farm  # noqa: E402
+from device_farm.sample import plan  # noqa: E402
+
 
 
 def one_pass(cfgs, work: Path, tag: str) -> tuple[dict, float]:
@@ -72,11 +70,7 @@ def main() -> None:
     print(f"statuses over both passes: {statuses}")
     print(f"throughput: {clean_per_min:.1f} clean measurements per minute (export excluded: "
           f"{export_s / (len(cfgs) + 1):.2f} s per model)")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "onnxruntime": ort.__version__, "threads": 1,
-                    "loadavg_end": os.getloadavg()},
+    write_result("farm_noise", {
         "n": args.n, "seed": args.seed, "clean_in_both": len(ids),
         "raw_rel_diff": {"median": float(np.median(raw)), "p90": float(np.percentile(raw, 90)), "max": float(raw.max())},
         "candle_ratio_rel_diff": {"median": float(np.median(ratio)), "p90": float(np.percentile(ratio, 90)),
@@ -84,8 +78,7 @@ def main() -> None:
         "statuses": statuses, "clean_per_minute": clean_per_min, "export_s_per_model": export_s / (len(cfgs) + 1),
         "latency_ms": {"min": float(lat.min()), "median": float(np.median(lat)), "max": float(lat.max())},
         "per_candidate": {i: {"pass1": a[i].median_ms, "pass2": b[i].median_ms} for i in ids},
-    }, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    }, threads=1)
 
 
 if __name__ == "__main__":

@@ -10,21 +10,21 @@ Run: ``python bench/farm_ray_agreement.py [--n 6]``; writes ``bench/results/farm
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from device_farm import get_profile
-from device_farm.measure import Farm, cpu_model
-from device_farm.ray_farm import init_ray, measure_remote
-from device_farm.sample import plan
-from search_space import PRESETS
+from benchlib import setup, write_result
 
-OUT = Path(__file__).parent / "results" / "farm_ray_agreement.json"
+setup()
+from device_farm import get_profile  # noqa: E402
+from device_farm.measure import Farm  # noqa: E402
+from device_farm.ray_farm import init_ray, measure_remote  # noqa: E402
+from device_farm.sample import plan  # noqa: E402
+from search_space import PRESETS  # noqa: E402
+
 
 
 def main() -> None:
@@ -51,15 +51,11 @@ def main() -> None:
     print(f"\n{'relative difference':28} {'median':>8} {'max':>8}")
     print(f"{'ray task vs driver (mean)':28} {np.median(ray_diff):>8.2%} {ray_diff.max():>8.2%}")
     print(f"{'driver vs driver (repeat)':28} {np.median(rep_diff):>8.2%} {rep_diff.max():>8.2%}")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
+    write_result("farm_ray_agreement", {
         "rows": [{"id": i, "driver_1": a, "ray": r, "driver_2": b, "ray_status": s} for i, a, r, b, s in rows],
         "ray_vs_driver": {"median": float(np.median(ray_diff)), "max": float(ray_diff.max())},
         "driver_repeat": {"median": float(np.median(rep_diff)), "max": float(rep_diff.max())},
-    }, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    })
 
 
 if __name__ == "__main__":

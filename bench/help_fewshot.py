@@ -19,15 +19,36 @@ Methods, all in the same run and on the same support sets:
     (those outside the query range) have the highest Spearman with the new device's; its latencies
     on the query architectures come from its surrogate (its measured query latencies are off limits).
   * linear MACs + params: least squares of latency on (MACs, params) over the 20 measurements.
-  * few-shot adapter (predictors.fewshot.FewShotLatency): ridge on the meta-train devices'
-    surrogate latencies + cost profile + encoding, penalty chosen by leave-one-out on the 20.
+  * few-shot adapter: the project's one adapter, :class:`predictors.latency.fewshot.FewShotAdapter`,
+    in two settings (:data:`ADAPTERS`):
+      - HELP settings (row "few-shot adapter"): bases = the meta-train devices' surrogates
+        (``DeviceBank.surrogate``) entering linearly, profile = the cost-profile columns (MACs per
+        operator kind, output sizes, call counts, params) and the one-hot encoding, group weights
+        1 / 0.1, target = latency over the mean measured latency, penalty by empirical Bayes
+        (``select="evidence"``; ``select="loo"`` and a profile without the encoding in rows of their
+        own); every column standardised over the unlabelled pool (all architectures outside the
+        query range; no latency of the new device is used);
+      - EdgeViT settings (the adapter's defaults, which ``nas farm calibrate`` uses): log bases, log
+        latency target, profile = log MACs only with weight 1, penalty by leave-one-out, columns
+        standardised over the 20 measurements themselves.
+    Variants of the HELP settings: bank only (no profile); bank fitted on HELP's 900-architecture
+    meta-train pool (NAS-Bench-201); HELP's own 9 meta-train devices (FBNet).
   * published (HELP paper) rows: numbers from HELP's README tables (sources in comments).
 
-Hyperparameters of the adapter (the estimator's defaults: group weights 1 / 0.1 / 0.1, penalty by
-empirical Bayes, no pairwise terms in the bank) were selected by the mean Spearman over the
-meta-validation devices and leave-one-device-out over the meta-train devices. Meta-test scores were
-looked at twice while developing (a first configuration, and before switching the penalty choice
-from leave-one-out to empirical Bayes); no selection used them.
+The HELP settings are those of the estimator this bench used before the project had one adapter
+(``FewShotLatency``: group weights 1 / 0.1 / 0.1 for bank / profile / encoding, empirical Bayes, no
+pairwise terms in the bank), selected then by the mean Spearman over the meta-validation devices and
+leave-one-device-out over the meta-train devices; meta-test scores were looked at twice while
+developing it (a first configuration, and before switching the penalty choice from leave-one-out to
+empirical Bayes); no selection used them. Two things differ in the port: the one-hot encoding is now
+standardised over the pool and shares the profile's weight (it was fed as 0/1 times its own weight
+0.1), and bank predictions are standardised over the pool the adapter is given rather than over the
+bank's training pool (the same architectures, except for the bank fitted on HELP's 900). The row
+"profile without encoding" was added after this port's meta-validation and meta-test scores had been
+seen; the main row keeps the settings chosen before. Meta-validation scores are printed for every
+setting, so a choice between them can be made without the meta-test devices.
+
+Data: ``public_benchmarks/data/help/`` (HayeonLee/HELP @45f70eb, MIT; PROVENANCE.md), or ``--data``.
 
 Run: ``python bench/help_fewshot.py [--seeds 5] [--features table|module] [--verify 20]``
 Writes ``bench/results/help_fewshot.json``.
@@ -45,13 +66,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.stats import spearmanr
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from predictors.fewshot import (ENCODING_SHAPE, HELP_SPLITS, DeviceBank, FewShotLatency, load_help,  # noqa: E402
-                                query_indices, shared_data_dir, support_indices, trimmed_spearman)
-from predictors.nets import profile_network, space_features  # noqa: E402
-from device_farm.measure import cpu_model
+from device_farm.measure import cpu_model  # noqa: E402
+from predictors.latency.fewshot import FewShotAdapter  # noqa: E402
+from public_benchmarks.help import (ENCODING_SHAPE, HELP_SPLITS, DeviceBank, ProfileColumns,  # noqa: E402
+                                    load_help, profile_columns, query_indices, support_indices, trimmed_spearman)
+from public_benchmarks.profiling import profile_network, space_features  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "help_fewshot.json"
 
@@ -79,9 +102,21 @@ PUBLISHED = {
 }
 
 
-def profile_columns(keys: tuple[str, ...]) -> list[int]:
-    """Cost-profile columns the adapter reads: MACs per operator kind, output sizes, call counts, params."""
-    return [i for i, k in enumerate(keys) if k.startswith(("macs_", "out_", "n_")) or k == "params"]
+#: The adapter's settings compared here (module docstring). "profile" names a profile built per space
+#: (help: cost-profile columns + one-hot encoding; help_no_encoding: the cost-profile columns only;
+#: log_macs: log MACs only); "pool": standardise the columns over the unlabelled pool (True) or over
+#: the measurements (False).
+ADAPTERS: dict[str, dict] = {
+    "few-shot adapter": dict(profile="help", base_transform="linear", target="ratio", select="evidence",
+                             base_weight=1.0, profile_weight=0.1, pool=True),
+    "few-shot adapter, select=loo": dict(profile="help", base_transform="linear", target="ratio", select="loo",
+                                         base_weight=1.0, profile_weight=0.1, pool=True),
+    "few-shot adapter, profile without encoding": dict(profile="help_no_encoding", base_transform="linear",
+                                                       target="ratio", select="evidence", base_weight=1.0,
+                                                       profile_weight=0.1, pool=True),
+    "few-shot adapter, EdgeViT settings": dict(profile="log_macs", base_transform="log", target="log", select="loo",
+                                               base_weight=1.0, profile_weight=1.0, pool=False),
+}
 
 
 def verify_table(space: str, archs: list[str], feats: dict, n: int, seed: int) -> dict:
@@ -100,7 +135,7 @@ def verify_table(space: str, archs: list[str], feats: dict, n: int, seed: int) -
     return {"n": n, "mismatches": mismatches, "ms_per_network_module": (time.perf_counter() - t0) / n * 1e3}
 
 
-def run_space(space: str, data_dir: Path, seeds: list[int], feature_method: str, n_verify: int,
+def run_space(space: str, data_dir: Path | None, seeds: list[int], feature_method: str, n_verify: int,
               query_start: int = 900, pool_end: int = 900, label: str | None = None) -> dict:
     data = load_help(space, data_dir)
     split = HELP_SPLITS[space]
@@ -116,9 +151,10 @@ def run_space(space: str, data_dir: Path, seeds: list[int], feature_method: str,
     macs, params = feats["profile"][:, keys.index("macs")], feats["profile"][:, keys.index("params")]
 
     pool = np.setdiff1d(np.arange(n), np.arange(*qrange))  # every architecture outside the query range
-    cols = profile_columns(keys)
-    pm, ps = feats["profile"][pool][:, cols].mean(0), feats["profile"][pool][:, cols].std(0) + 1e-12
     L, C = ENCODING_SHAPE[space]
+    profiles = {"help": ProfileColumns(L * C, tuple(profile_columns(keys)), encoding=True),
+                "help_no_encoding": ProfileColumns(L * C, tuple(profile_columns(keys))),
+                "log_macs": ProfileColumns(L * C, (keys.index("macs"),), log=True)}
 
     def bank_for(devices: list[str], rows: np.ndarray) -> DeviceBank:
         return DeviceBank(L, C).fit(X[rows], np.stack([data.latency[d][rows] for d in devices], 1), devices)
@@ -126,16 +162,25 @@ def run_space(space: str, data_dir: Path, seeds: list[int], feature_method: str,
     t0 = time.perf_counter()
     bank = bank_for(split["meta_train"], pool)
     bank_s = time.perf_counter() - t0
-    variants = {"few-shot adapter, bank only": dict(bank=bank, profile_weight=0.0, encoding_weight=0.0)}
+    # variants of the HELP settings: parameter overrides, and a bank of their own where they have one
+    variants: dict[str, dict] = {"few-shot adapter, bank only": {"profile_weight": 0.0}}
+    banks: dict[str, tuple[DeviceBank, int]] = {}  # name -> (bank, size of its training pool)
     if space == "nasbench201":
-        help_pool = np.arange(pool_end)  # HELP meta-trains on indices 0..899 only
-        variants["few-shot adapter, bank on HELP's 900-arch pool"] = dict(bank=bank_for(split["meta_train"], help_pool))
+        name = "few-shot adapter, bank on HELP's 900-arch pool"  # HELP meta-trains on indices 0..899 only
+        variants[name], banks[name] = {}, (bank_for(split["meta_train"], np.arange(pool_end)), pool_end)
     if "help_meta_train" in split:
-        variants["few-shot adapter, HELP's 9 meta-train devices"] = dict(bank=bank_for(split["help_meta_train"], pool))
+        name = "few-shot adapter, HELP's 9 meta-train devices"
+        variants[name], banks[name] = {}, (bank_for(split["help_meta_train"], pool), len(pool))
 
-    def adapter(sup: np.ndarray, y: np.ndarray, **kw) -> FewShotLatency:
-        kw.setdefault("bank", bank)
-        return FewShotLatency(profile_columns=cols, profile_mean=pm, profile_std=ps, **kw).fit(X[sup], y[sup])
+    def adapter(sup: np.ndarray, y: np.ndarray, setting: str = "few-shot adapter", bank: DeviceBank = bank,
+                **overrides) -> np.ndarray:
+        """Fit the adapter on the support set; its predicted latency of every architecture."""
+        kw = {**ADAPTERS[setting], **overrides}
+        on_pool = kw.pop("pool")
+        model = FewShotAdapter(bases={d: bank.surrogate(d) for d in bank.devices_}, profile=profiles[kw.pop("profile")],
+                               **kw)
+        model.fit(X[sup], y[sup], pool=X[pool] if on_pool else None)
+        return model.predict(X)[0]
 
     # reference architectures usable for the nearest-device similarity (outside the query range)
     refs = [r for r in data.reference if not (qrange[0] <= r < qrange[1])]
@@ -159,17 +204,25 @@ def run_space(space: str, data_dir: Path, seeds: list[int], feature_method: str,
         for seed in seeds:
             sup = support_indices(data.reference, seed, pool_end=pool_end, query=qrange)
             assert len(sup) == 20 and not np.any((sup >= qrange[0]) & (sup < qrange[1]))
+            for setting in ADAPTERS:
+                put(setting, device, trimmed_spearman(adapter(sup, y, setting), y, q))
             if role == "valid":
-                put("few-shot adapter", device, trimmed_spearman(adapter(sup, y).predict(X), y, q))
                 continue
             A = np.stack([macs, params], 1)
             A1 = np.hstack([A[sup], np.ones((len(sup), 1))])
             w, *_ = np.linalg.lstsq(A1, y[sup], rcond=None)
             put("linear MACs + params, 20 meas.", device, trimmed_spearman(A @ w[:2] + w[2], y, q))
-            put("few-shot adapter", device, trimmed_spearman(adapter(sup, y).predict(X), y, q))
             for name, kw in variants.items():
-                put(name, device, trimmed_spearman(adapter(sup, y, **kw).predict(X), y, q))
+                put(name, device, trimmed_spearman(adapter(sup, y, bank=banks.get(name, (bank,))[0], **kw), y, q))
     eval_s = time.perf_counter() - t0
+
+    # every adapter row's parameters, with the bank it transferred from
+    settings = {name: {**kw, "bank_devices": len(bank.devices_), "bank_pool": int(len(pool))}
+                for name, kw in ADAPTERS.items()}
+    for name, kw in variants.items():
+        own, own_pool = banks.get(name, (bank, len(pool)))
+        settings[name] = {**ADAPTERS["few-shot adapter"], **kw, "bank_devices": len(own.devices_),
+                          "bank_pool": int(own_pool)}
 
     return {
         "space": space, "label": label or space, "query": list(qrange), "support_pool": [0, pool_end],
@@ -178,6 +231,9 @@ def run_space(space: str, data_dir: Path, seeds: list[int], feature_method: str,
         "features": {"method": feature_method, "seconds": feat_s, "networks": n, "keys": list(keys),
                      "table_vs_module": check},
         "bank_fit_seconds": bank_s, "eval_seconds": eval_s, "seeds": seeds,
+        "adapters": settings,
+        "profile_columns": {name: [keys[c] for c in prof.columns] + (["one-hot encoding"] if prof.encoding else [])
+                            for name, prof in profiles.items()},
         "nearest_device": {d: v[0] for d, v in scores.pop("_nearest", {}).items()},
         "scores": scores,
     }
@@ -204,12 +260,13 @@ def table(res: dict) -> list[str]:
             lines.append(row(f"{method} (mean of {n_seeds} seeds)", [float(np.mean(per[d])) for d in devs]))
     for name, pub in PUBLISHED.get(res["space"], {}).items():
         lines.append(row(f"published (HELP paper): {name}", [pub[d] for d in devs], pub["mean"]))
-    va = res["scores"].get("few-shot adapter", {})
-    vd = [d for d in res["meta_valid"] if d in va]
-    if vd:
-        lines.append(f"meta-validation ({', '.join(vd)}), adapter, mean of seeds: "
-                     + " ".join(f"{float(np.mean(va[d])):.3f}" for d in vd)
-                     + f"  mean {float(np.mean([np.mean(va[d]) for d in vd])):.3f}")
+    for setting in ADAPTERS:
+        va = res["scores"].get(setting, {})
+        vd = [d for d in res["meta_valid"] if d in va]
+        if vd:
+            lines.append(f"meta-validation ({', '.join(vd)}), {setting}, mean of seeds: "
+                         + " ".join(f"{float(np.mean(va[d])):.3f}" for d in vd)
+                         + f"  mean {float(np.mean([np.mean(va[d]) for d in vd])):.3f}")
     lines.append("nearest device chosen: " + ", ".join(f"{k}->{v}" for k, v in res["nearest_device"].items()))
     f = res["features"]
     chk = f["table_vs_module"]
@@ -228,10 +285,14 @@ def main() -> None:
                     help="cost profiles by composition (exact, fast) or by counting every whole module (cached)")
     ap.add_argument("--verify", type=int, default=20, help="random networks per space checked table vs module")
     ap.add_argument("--data", type=Path, default=None,
-                    help="shared data folder (default: $EDGEVIT_NAS_SHARED_DATA or ../shared/data)")
+                    help="a data folder with the layout of public_benchmarks/data/ (default: $EDGEVIT_NAS_SHARED_DATA, "
+                         "else the data shipped with the package)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    data_dir = args.data or shared_data_dir()
+    # one BLAS thread too: the adapter's many tiny solves run 10-40x slower when BLAS threads fight
+    # over the 2 shared cores (measured on this project's machine)
+    threadpool_limits(1)
+    data_dir = args.data
     seeds = list(range(args.seeds))
 
     t_all = time.perf_counter()
@@ -253,7 +314,7 @@ def main() -> None:
     payload = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_model(), "python": platform.python_version(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
+                    "threads": torch.get_num_threads(), "blas_threads": 1},
         "command": "python bench/help_fewshot.py " + " ".join(sys.argv[1:]),
         "protocol": ("20 measurements per test device: HELP's reference architectures outside the query range "
                      "(9 of 10 in both spaces) + random ones from [0, support_pool) with numpy default_rng(seed); "

@@ -14,22 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-import search_space as ss
-from device_farm import MeasurementStore
-from device_farm.measure import cpu_model
-from predictors.latency import METHODS, cross_validate, metrics
-from predictors.trained import dataset
+from benchlib import RESULTS, ROOT, setup, write_result
 
-HERE = Path(__file__).parent
-OUT = HERE / "results" / "latency_predictors.json"
+setup()
+import search_space as ss  # noqa: E402
+from device_farm import MeasurementStore  # noqa: E402
+from predictors.latency import METHODS, cross_validate, dataset  # noqa: E402
+from predictors.latency import features  # noqa: E402
+from predictors.metrics import regression_metrics  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +40,7 @@ def main() -> None:
     source = str(args.store)
     if store is None or not dataset(store, args.device)[1].size:
         store = MeasurementStore(Path(tempfile.mkdtemp()) / "m.sqlite")
-        store.import_csv(HERE.parent / "tests" / "data" / "host_measurements.csv")
+        store.import_csv(ROOT / "tests" / "data" / "host_measurements.csv")
         source = "tests/data/host_measurements.csv"
     cfgs, y, rows = dataset(store, args.device)
     print(f"{len(y)} clean {args.device} measurements from {source}; latency {y.min():.1f}-{y.max():.1f} ms")
@@ -55,9 +53,9 @@ def main() -> None:
     holdout = {}
     for m, cls in METHODS.items():
         est = cls(n_folds_sigma=0).fit([cfgs[i] for i in tr], y[tr])
-        holdout[m] = metrics(est.predict([cfgs[i] for i in te]), y[te])
+        holdout[m] = regression_metrics(y[te], est.predict([cfgs[i] for i in te])[0])
     noise = None
-    nf = HERE / "results" / "farm_noise.json"
+    nf = RESULTS / "farm_noise.json"
     if nf.exists():
         noise = json.loads(nf.read_text())["raw_rel_diff"]
 
@@ -65,7 +63,7 @@ def main() -> None:
         print(f"\n{title}")
         print(f"{'method':11} {'n_train':>7} {'<=5%':>7} {'<=10%':>7} {'RMSE ms':>8} {'tau':>6} {'rho':>6}")
         for m, r in table.items():
-            print(f"{m:11} {n_train:>7} {r.within_5:>7.1%} {r.within_10:>7.1%} {r.rmse_ms:>8.3f} {r.kendall:>6.3f} "
+            print(f"{m:11} {n_train:>7} {r.within_5:>7.1%} {r.within_10:>7.1%} {r.rmse:>8.3f} {r.kendall_tau:>6.3f} "
                   f"{r.spearman:>6.3f}")
 
     show("5-fold cross-validation (every candidate predicted once, unseen)", cv, int(0.8 * len(y)))
@@ -75,11 +73,9 @@ def main() -> None:
               f"p90 {noise['p90']:.2%}")
 
     # Throughput: features + prediction for 10,000 candidates, cold caches then warm.
-    best = max(cv, key=lambda m: (cv[m].within_10, cv[m].within_5, -cv[m].rmse_ms))
+    best = max(cv, key=lambda m: (cv[m].within_10, cv[m].within_5, -cv[m].rmse))
     est = METHODS[best](n_folds_sigma=0).fit(cfgs, y)
     many = ss.DEFAULT_SPACE.sample_random(10_000, seed=123)
-    from predictors import features
-
     for cached in (features._local_vector, features._attn_vector, features._edge_vector):
         cached.cache_clear()  # a truly cold start: no half-block seen before
     t0 = time.perf_counter()
@@ -91,17 +87,13 @@ def main() -> None:
     warm = time.perf_counter() - t0
     print(f"\nthroughput ({best}): 10,000 candidates in {cold:.2f} s (cold feature caches), {warm:.2f} s (10,000 other candidates, warm caches)")
 
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
+    write_result("latency_predictors", {
         "source": source, "device": args.device, "n": len(y),
         "cv5": {m: r.as_dict() for m, r in cv.items()},
         "holdout": {m: r.as_dict() for m, r in holdout.items()},
         "noise_floor": noise, "best": best,
         "throughput_10k_s": {"cold": cold, "warm": warm},
-    }, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    })
 
 
 if __name__ == "__main__":

@@ -19,20 +19,18 @@ Run: ``python bench/phone_blocks.py [--phones s21 pixel4 pixel1] [--random 200]`
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
+from scipy.stats import kendalltau, spearmanr
 
-import search_space as ss
-from predictors.phone import BLOCK_TYPES, PROVENANCES, PhoneLatencyPredictor, load_table, parse_key, table_provenance
-from device_farm.measure import cpu_model
+from benchlib import setup, write_result
 
-OUT = Path(__file__).parent / "results" / "phone_blocks.json"
+setup()
+import search_space as ss  # noqa: E402
+from predictors.latency.phone import (BLOCK_TYPES, PROVENANCES, PhoneLatencyPredictor, fit_phone,  # noqa: E402
+                                      load_table, parse_key, table_provenance)
 
 #: Published S21 latencies of the presets. The EdgeViT paper (Pan et al., ECCV 2022, arXiv:2205.03436)
 #: reports on-device latency on a Samsung Galaxy S21, but its tables could not be retrieved with the
@@ -55,7 +53,7 @@ def metrics_row(label: str, m: dict | None, rank: dict | None = None) -> str:
     if m is None:  # rank-only row
         return (f"  {label:<26} {'':>5} {'-':>6} {'-':>6} {'-':>9} {_f(rank['kendall_tau']):>7} "
                 f"{_f(rank['spearman']):>7}")
-    return (f"  {label:<26} {m['n']:>5} {_f(m['within_5']):>6} {_f(m['within_10']):>6} {_f(m['rmse_ms'], 4):>9} "
+    return (f"  {label:<26} {m['n']:>5} {_f(m['within_5']):>6} {_f(m['within_10']):>6} {_f(m['rmse'], 4):>9} "
             f"{_f(m['kendall_tau']):>7} {_f(m['spearman']):>7}")
 
 
@@ -120,7 +118,7 @@ def report_phone(device: str, pred: PhoneLatencyPredictor, mono: dict) -> None:
 def preset_rows(device: str, pred: PhoneLatencyPredictor) -> list[dict]:
     rows = []
     for name, cfg in ss.PRESETS.items():
-        p = pred.predict(cfg)
+        p = pred.predict_parts([cfg])[0]
         sh = p.share()
         ext = sum(x.ms for x in p.parts if x.extrapolated) / p.total_ms
         parts = [{"half_block": x.half_block, "part": x.part, "ms": round(x.ms, 5), "std_ms": round(x.std_ms, 5),
@@ -137,39 +135,29 @@ def main() -> None:
     ap.add_argument("--random", type=int, default=200, help="random candidates for the MACs-vs-latency rank check")
     args = ap.parse_args()
 
-    started = datetime.now(timezone.utc)
-    results: dict = {"date": started.isoformat(timespec="seconds"), "machine": {"cpu": cpu_model(),
-                     "python": platform.python_version(), "platform": platform.platform()}}
-    try:
-        import scipy
-        import sklearn
-
-        results["machine"].update(numpy=np.__version__, scipy=scipy.__version__, sklearn=sklearn.__version__)
-    except ImportError:
-        pass
-    results["phones"] = {}
+    started = time.perf_counter()
+    results: dict = {"phones": {}}
     presets: list[dict] = []
     cands = ss.DEFAULT_SPACE.sample_random(args.random, seed=0) if args.random else []
     macs = np.array([ss.cost(c).macs for c in cands], float)
     rank_rows = []
     for device in args.phones:
         t0 = time.perf_counter()
-        pred = PhoneLatencyPredictor(device).fit()
+        pred = fit_phone(device)
         fit_s = time.perf_counter() - t0
         mono = monotonicity(load_table(device))
         report_phone(device, pred, mono)
         print(f"  fit time {fit_s:.1f} s on this machine")
         presets += preset_rows(device, pred)
-        entry = {"source": pred.source_, "fit_seconds": fit_s, "monotonicity": mono, "heldout": pred.heldout_,
+        entry = {"source": table_provenance(device), "fit_seconds": fit_s, "monotonicity": mono, "heldout": pred.heldout_,
                  "extrapolation": pred.extrapolation_, "rate": pred.rate_.to_dict(), "rate_heldout": pred.rate_heldout_,
                  "transfer_sigma": pred.transfer_sigma_, "sigma": pred.sigma_}
         if cands:
-            from scipy.stats import kendalltau, spearmanr
-
             t0 = time.perf_counter()
-            lat = np.array([p.total_ms for p in pred.predict_many(cands)])
+            parts = pred.predict_parts(cands)
+            lat = np.array([p.total_ms for p in parts])
             pred_s = time.perf_counter() - t0
-            sh = np.array([[p.share()[k] for k in PROVENANCES] for p in pred.predict_many(cands)])
+            sh = np.array([[p.share()[k] for k in PROVENANCES] for p in parts])
             entry["random_candidates"] = {
                 "n": len(cands), "seed": 0, "predict_seconds": pred_s,
                 "kendall_tau_vs_macs": float(kendalltau(lat, macs)[0]), "spearman_vs_macs": float(spearmanr(lat, macs)[0]),
@@ -210,10 +198,8 @@ def main() -> None:
     results["reference"] = {"paper_s21_ms": PAPER_S21_MS,
                             "paper_note": "EdgeViT paper tables not retrievable with the search tool; none printed",
                             "secondary_sd888_ms": {k: {"ms": v, "source": s} for k, (v, s) in SECONDARY_SD888_MS.items()}}
-    results["seconds"] = (datetime.now(timezone.utc) - started).total_seconds()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=1, default=float) + "\n")
-    print(f"\nwrote {OUT.relative_to(Path.cwd()) if OUT.is_relative_to(Path.cwd()) else OUT}")
+    results["seconds"] = time.perf_counter() - started
+    write_result("phone_blocks", results)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,17 @@
 """Zero-cost accuracy proxies on NAS-Bench-201 (NAS-Bench-Suite-Zero slice) and their cost on EdgeViT.
 
-A thin wrapper over :func:`predictors.proxy_eval.evaluate` (``nas proxy eval --bench nb201`` is the
+A thin wrapper over :func:`public_benchmarks.proxy_eval.evaluate` (``nas proxy eval --bench nb201`` is the
 same computation), plus two analyses of this figure only: the best rank-aggregated proxy subsets on
 these cells, and the default score's cost on EdgeViT-XXS at a few settings.
 
-Data: shared/data/nb201-zero-cost/zc_nasbench201.json (automl/NASLib @9052f54, branch benchmarks,
-naslib/data/zc_nasbench201.json, Apache-2.0): 491 cells per data set with trained val accuracy and
-NASLib's stored proxy scores. Keys are op-index tuples, op order (skip, none, conv3x3, conv1x1,
-avgpool), edge order 1->2, 1->3, 1->4, 2->3, 2->4, 3->4 (shared/data/README.md); converted to the
-arch-string edge order of predictors/nets.py by ``predictors.proxy_eval.key_to_arch``.
+Data: nb201-zero-cost/zc_nasbench201.json, shipped in public_benchmarks/data/ (automl/NASLib
+@9052f54, branch benchmarks, naslib/data/zc_nasbench201.json, Apache-2.0; PROVENANCE.md beside it):
+491 cells per data set with trained val accuracy and NASLib's stored proxy scores. Keys are op-index
+tuples, op order (skip, none, conv3x3, conv1x1, avgpool), edge order 1->2, 1->3, 1->4, 2->3, 2->4,
+3->4; converted to the arch-string edge order of public_benchmarks/nb201.py by
+``public_benchmarks.proxy_eval.key_to_arch``.
 
-Protocol: every cell is built with ``predictors.nets.build_nb201`` at 10 classes (the same network
+Protocol: every cell is built with ``public_benchmarks.nb201.build_nb201`` at 10 classes (the same network
 and scores are correlated against all three data sets; only the classifier width would differ),
 seeded (seed 0) before it is built, input 3x32x32 random Gaussian, seed 0, batch ``--batch``
 (default 8 to fit the CPU budget), each cell scored with every proxy in one call. Correlations:
@@ -39,21 +40,20 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from predictors import proxies as P  # noqa: E402
-from predictors.proxy_eval import (  # noqa: E402
-    NB201_DATASETS, EvalResult, correlation, evaluate, key_to_arch, load_nb201, shared_data_dir,
+from predictors.accuracy import proxies as P  # noqa: E402
+from public_benchmarks.proxy_eval import (  # noqa: E402
+    NB201_DATASETS, EvalResult, correlation, evaluate, key_to_arch, load_nb201,
 )
 
-DATA = shared_data_dir()
-JSON_PATH = DATA / "nb201-zero-cost" / "zc_nasbench201.json"
 DATASETS = NB201_DATASETS
 SUBSET_CANDIDATES = ("synflow", "snip", "grad_norm", "jacob_cov", "naswot", "zico", "meco", "dss", "macs", "params")
 
 __all__ = ["key_to_arch", "load", "corr", "subsets", "edgevit_cost", "main"]
 
 
-def load(path: Path | None = None) -> dict:
-    return load_nb201(None if path is None else Path(path).parents[1])
+def load(data_dir: Path | None = None) -> dict:
+    """The NAS-Bench-Suite-Zero slice (shipped, or from ``data_dir`` with the shipped layout)."""
+    return load_nb201(data_dir)
 
 
 def corr(x, y) -> tuple[float, float]:

@@ -1,13 +1,14 @@
 """Figure: zero-cost proxies against trained accuracy on ViT-Bench-101 (AutoFormer and PiT spaces).
 
-A thin wrapper over :func:`predictors.proxy_eval.evaluate` (``nas proxy eval --bench vit-bench-101``
-is the same computation). Every network of the benchmark is built as a PyTorch module from its arch
-dict (``predictors.vitbench``), scored by every proxy of ``predictors.proxies`` at a reduced input
+A thin wrapper over :func:`public_benchmarks.proxy_eval.evaluate` (``nas proxy eval --bench vit-bench-101``
+is the same computation). Every network of the benchmark (shipped in public_benchmarks/data/vit-bench-101/,
+Auto-Prox-AAAI24 @90ed458, Apache-2.0) is built as a PyTorch module from its arch dict
+(``public_benchmarks.vitbench``), scored by every proxy of ``predictors.accuracy.proxies`` at a reduced input
 size (the networks were trained at 224x224; scoring at ``--img-size`` keeps the run to minutes on 2
 cores, and the reduction is part of what this figure measures), then Kendall tau and Spearman rho
 against each accuracy column (CIFAR-100 with and without distillation, Flowers, Chaoyang, and the
 AutoFormer files' supernet ImageNet column), beside #params, MACs and the default score
-(``aggregate`` of ``predictors.proxies.DEFAULT_PROXIES``, read at run time).
+(``aggregate`` of ``predictors.accuracy.proxies.DEFAULT_PROXIES``, read at run time).
 
 Run: ``python bench/proxies_vitbench.py [--img-size 64] [--batch-size 8] [--limit N] [--workers 1]``
 (about 10 minutes), or ``--scores-from bench/results/proxies_vitbench.json`` to recompute every table
@@ -26,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from predictors.proxy_eval import VITBENCH_SPACES, EvalResult, evaluate  # noqa: E402
+from public_benchmarks.proxy_eval import VITBENCH_SPACES, EvalResult, evaluate  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "proxies_vitbench.json"
 SPACES = VITBENCH_SPACES

@@ -4,10 +4,10 @@ Settings are the accuracy model's (``predictors.accuracy``): input side
 ``proxy_input_side(cfg)`` (the candidate's resolution x 128/224, on the grid its strides and
 sampling ratios need), batch 8, seed 0, one torch thread, the model's own class count (1000).
 
-* Per proxy: :func:`predictors.proxies.proxy_cost` (each proxy alone on an already built model,
+* Per proxy: :func:`predictors.accuracy.proxies.proxy_cost` (each proxy alone on an already built model,
   including the model copy every proxy makes).
 * Default score: the whole call the accuracy model makes, ``build_model(cfg)`` followed by one
-  :func:`~predictors.proxies.score` over ``predictors.proxies.DEFAULT_PROXIES`` (read at run time),
+  :func:`~predictors.accuracy.proxies.score` over ``predictors.accuracy.proxies.DEFAULT_PROXIES`` (read at run time),
   timed from before the build to after the score.
 
 On EdgeViT-XXS/XS/S (best of ``--repeats``, default 3: the machine is shared, the best run is the
@@ -26,25 +26,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchlib import RESULTS, setup, write_result
 
+setup()
 import search_space as ss  # noqa: E402
-from device_farm.measure import cpu_model  # noqa: E402
-from predictors import proxies as P  # noqa: E402
+from predictors.accuracy import proxies as P  # noqa: E402
 from predictors.accuracy import proxy_input_side  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
-OUT = RESULTS / "proxy_cost.json"
 BATCH = 8
 SEED = 0
 
@@ -104,7 +98,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3, help="runs per preset (best kept)")
     ap.add_argument("--candidates", type=int, default=20)
-    ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     torch.set_num_threads(1)
     default_key = "+".join(P.DEFAULT_PROXIES)
@@ -162,9 +155,7 @@ def main() -> None:
         f"(n={sum(c['input_side'] == s for c in cands)})" for s in sides))
 
     out = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "torch_threads": 1, "loadavg_before": load_before, "loadavg_after": load_after},
+        "load": {"torch_threads": 1, "loadavg_before": load_before, "loadavg_after": load_after},
         "settings": {"input_side": "predictors.accuracy.proxy_input_side(cfg)", "batch": BATCH, "seed": SEED,
                      "repeats_presets": args.repeats, "repeats_candidates": {"per_proxy": 1, "default": 2},
                      "candidates": f"search_space.DEFAULT_SPACE.sample_random({args.candidates}, seed=0)"},
@@ -173,9 +164,7 @@ def main() -> None:
         "presets": presets, "candidates_summary": summary, "candidates": cands, "benchmarks": bench,
         "wall_s": time.perf_counter() - t_start,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_result("proxy_cost", out)
 
 
 if __name__ == "__main__":

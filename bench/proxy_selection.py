@@ -8,9 +8,9 @@ on one half and scores on the other:
   CIFAR-100 with and without distillation, AutoFormer-2 CIFAR-100 distilled) and
   ``bench/proxies_nb201.py`` (NAS-Bench-201 cifar10 / cifar100 / ImageNet16-120, 491 cells);
 - candidates: every subset of 1 to 3 of the ten proxies, aggregated as the package does
-  (:func:`predictors.proxies.aggregate`, sum of log normalised ranks);
+  (:func:`predictors.accuracy.proxies.aggregate`, sum of log normalised ranks);
 - criterion: the worst (minimum over targets) Kendall-tau margin over #params on the selection half;
-- admissible subsets: those whose percentile (``predictors.accuracy.ProxyReference``, the score the
+- admissible subsets: those whose percentile (``predictors.accuracy.ProxyAccuracy``, the score the
   search uses) orders EdgeViT-XXS < XS < S among the reference population of random EdgeViTs, as the
   paper's ImageNet-1k top-1 does (74.4 / 77.5 / 81.0): the only EdgeViT ground truth in public. Raw
   scores of every proxy on that population: ``bench/results/edgevit_reference_proxies.json`` (scored
@@ -26,20 +26,18 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
-from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 from scipy.stats import kendalltau
 
-from device_farm.measure import cpu_model
-from predictors.accuracy import ProxyReference, ProxySettings, proxy_input_side, reference_configs
-from predictors.proxies import ALL_PROXIES, DEFAULT_PROXIES, rank_normalised, score
-from search_space import PRESETS, build_model
+from benchlib import RESULTS, setup, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
-NB201_JSON = ROOT.parent / "shared" / "data" / "nb201-zero-cost" / "zc_nasbench201.json"
+setup()
+from predictors.accuracy import ProxyAccuracy, proxy_input_side, reference_configs  # noqa: E402
+from predictors.accuracy.proxies import ALL_PROXIES, DEFAULT_PROXIES, rank_normalised, score  # noqa: E402
+from public_benchmarks.data import read_json  # noqa: E402
+from search_space import PRESETS, build_model  # noqa: E402
+
 NB201_SETS = ("cifar10", "cifar100", "ImageNet16-120")
 SPLITS = 20
 
@@ -56,7 +54,7 @@ def load_targets() -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
                 out[f"{space}/{col}"] = ({p: np.array([r["scores"][k][p] for k in ks], float) for p in ALL_PROXIES},
                                          np.array([r["accuracy"][k][col] for k in ks], float))
     nb_scores = json.loads((RESULTS / "proxies_nb201.json").read_text())["scores"]
-    acc = json.loads(NB201_JSON.read_text())["nasbench201"]
+    acc = read_json("nb201-zero-cost", "zc_nasbench201.json")["nasbench201"]
     keys = sorted(nb_scores)
     for ds in NB201_SETS:
         out[f"nb201/{ds}"] = ({p: np.array([nb_scores[k][p] for k in keys], float) for p in ALL_PROXIES},
@@ -75,16 +73,16 @@ def score_reference() -> None:
         side = proxy_input_side(c)
         out[c.arch_id] = {"name": c.name or "", "side": side,
                           "scores": score(build_model(c), (3, side, side), ALL_PROXIES, batch_size=8, num_classes=1000, seed=0)}
-    (RESULTS / "edgevit_reference_proxies.json").write_text(json.dumps(
-        {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": cpu_model(),
-         "protocol": "reference_configs() (64 random, seed 20221023, + 3 presets), every proxy at proxy_input_side(cfg), "
-                     "batch 8, seed 0, 1000 classes", "scores": out}, indent=1))
+    write_result("edgevit_reference_proxies", {
+        "protocol": "reference_configs() (3 presets + 64 random, seed 20221023), every proxy at proxy_input_side(cfg), "
+                    "batch 8, seed 0, 1000 classes", "scores": out})
 
 
 def anchor_percentiles(names: tuple[str, ...], ref: dict) -> list[float]:
     """The search's proxy percentile of EdgeViT-XXS, -XS, -S for the proxy subset ``names``."""
-    r = ProxyReference(ProxySettings(names), {a: v["scores"] for a, v in ref.items()})
-    return [r.percentile(ref[PRESETS[k].arch_id]["scores"]) for k in ("edgevit_xxs", "edgevit_xs", "edgevit_s")]
+    r = ProxyAccuracy(names)
+    r._set_state({"key": "", "scores": {a: v["scores"] for a, v in ref.items()}})
+    return [r.score_raw(ref[PRESETS[k].arch_id]["scores"]) for k in ("edgevit_xxs", "edgevit_xs", "edgevit_s")]
 
 
 def agg(scores: dict[str, np.ndarray], names: tuple[str, ...], idx: np.ndarray | None = None) -> np.ndarray:
@@ -165,14 +163,13 @@ def main() -> None:
         print(f"  {row['held_out']:13s} chose {'+'.join(row['chosen']):28s} margins "
               + ", ".join(f"{k}: {v:+.3f}" for k, v in row["margin"].items()))
 
-    out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": cpu_model(),
-           "targets": tnames, "default": list(DEFAULT_PROXIES), "kendall_full": full, "selection_counts": dict(counts),
+    out = {"targets": tnames, "default": list(DEFAULT_PROXIES), "kendall_full": full, "selection_counts": dict(counts),
            "chosen_wins": wins, "default_wins": d_wins, "pairs": SPLITS * len(tnames), "splits": splits,
            "leave_one_group_out": logo, "anchor_percentiles": anchors,
            "admissible": ["+".join(c) for c in combos],
            "sources": {"vit-bench-101": "bench/results/proxies_vitbench.json (raw scores)",
-                       "nb201": "bench/results/proxies_nb201.json (raw scores) + shared/data/nb201-zero-cost"}}
-    (RESULTS / "proxy_selection.json").write_text(json.dumps(out, indent=1))
+                       "nb201": "bench/results/proxies_nb201.json (raw scores) + public_benchmarks/data/nb201-zero-cost"}}
+    write_result("proxy_selection", out)
 
 
 if __name__ == "__main__":

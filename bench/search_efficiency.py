@@ -20,21 +20,18 @@ writes ``bench/results/search_efficiency.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import optuna
 
-from device_farm.measure import cpu_model
-from nas.search import SearchConfig, hypervolume_2d, run_search
+from benchlib import setup, write_result
 
-OUT = Path(__file__).parent / "results" / "search_efficiency.json"
+setup()
+from nas.search import SearchConfig, hypervolume_2d, run_search  # noqa: E402
+
 
 
 def hv_curve(run_dir: Path, budget: float, checkpoints: list[int]) -> list[float]:
@@ -98,15 +95,10 @@ def main() -> None:
                      f"{r['feasible_mean']:.0f} | {r['wall_s_mean']:.0f} |")
     table = "\n".join(lines)
     print(table)
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps({
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "optuna": optuna.__version__, "loadavg_end": list(os.getloadavg())},
+    write_result("search_efficiency", {
         "problem": {"device": args.device, "budget_ms": args.budget_ms, "accuracy": "params percentile (analytic)",
                     "trials": args.trials, "seeds": args.seeds, "checkpoints": checkpoints, "presets_seeded": False},
-        "summary": summary, "runs": runs, "table": table}, indent=1))
-    print(f"wrote {OUT}")
+        "summary": summary, "runs": runs, "table": table})
 
 
 if __name__ == "__main__":

@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 
 import optuna
 
-from device_farm.measure import cpu_model
-from nas.search import DEFAULT_TRIALS, SearchConfig, SearchProgress, run_search
-from search_space import DEFAULT_SPACE
+from benchlib import RESULTS, setup, write_result
 
-OUT = Path(__file__).parent / "results" / "search_overhead.json"
+setup()
+from nas.search import DEFAULT_TRIALS, SearchConfig, SearchProgress, run_search  # noqa: E402
+from search_space import DEFAULT_SPACE  # noqa: E402
+
 
 
 def storage_loop(storage, n: int) -> float:
@@ -97,10 +95,10 @@ def main() -> None:
     ap.add_argument("--budget-ms", type=float, default=20.0)
     ap.add_argument("--default", action="store_true", help="time the default search instead")
     args = ap.parse_args()
-    doc = json.loads(OUT.read_text()) if OUT.exists() else {}
-    doc["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    doc["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-                      "optuna": optuna.__version__, "loadavg_end": None}
+    out = RESULTS / "search_overhead.json"
+    doc = json.loads(out.read_text()) if out.exists() else {}
+    for k in ("date", "command", "machine"):
+        doc.pop(k, None)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.default:
@@ -122,10 +120,7 @@ def main() -> None:
                   f"{p['wall_ms_per_trial_last_200']:.0f} ms |")
             print(f"| same loop without scoring, 200 trials: in-memory / SQLite storage | {1000 * mem:.1f} / "
                   f"{1000 * sql:.1f} ms per trial |")
-    doc["machine"]["loadavg_end"] = list(os.getloadavg())
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(doc, indent=1))
-    print(f"wrote {OUT}")
+    write_result("search_overhead", doc)
 
 
 if __name__ == "__main__":

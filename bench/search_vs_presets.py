@@ -24,19 +24,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from device_farm import DEFAULT_STORE, MeasurementStore, get_profile
-from device_farm.measure import Farm, cpu_model
-from nas.search import SearchConfig, run_search
-from search_space import PRESETS
+from benchlib import RESULTS, setup, write_result
 
-OUT = Path(__file__).parent / "results" / "search_vs_presets.json"
+setup()
+from device_farm import DEFAULT_STORE, MeasurementStore, get_profile  # noqa: E402
+from device_farm.measure import Farm  # noqa: E402
+from nas.search import SearchConfig, run_search  # noqa: E402
+from search_space import PRESETS  # noqa: E402
+
+OUT = RESULTS / "search_vs_presets.json"
 WORK = Path("runs") / "bench" / "search_vs_presets"
 
 
@@ -116,16 +116,11 @@ def main() -> None:
                          f"{'' if d.get('median_ms') is None else format(d['median_ms'], '.2f')} | {d['status']} |")
     table = "\n".join(lines)
     print(table)
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_end": list(os.getloadavg())},
+    write_result(out.stem, {
         "trials": args.trials, "seed": args.seed, "proxies": list(proxies) if proxies else "default", "measure_top_k": args.measure, "presets_seeded": False,
         "presets_measured": {n: {"status": m.status, "median_ms": m.median_ms, "ci95_rel": m.ci95_rel,
                                  "repeats": m.repeats} for n, m in measured.items()},
-        "rows": rows, "table": table}, indent=1))
-    print(f"wrote {out}")
+        "rows": rows, "table": table})
 
 
 if __name__ == "__main__":

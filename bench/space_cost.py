@@ -13,23 +13,21 @@ Run: ``python bench/space_cost.py [--n 200] [--seed 0]``
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from search_space import DEFAULT_SPACE, PRESETS, REFERENCE, build_model, cost
-from search_space.cost import cost as cached_cost
-from search_space.export import export_onnx
-from device_farm.measure import cpu_model
+from benchlib import RESULTS, setup, write_result
 
-OUT = Path(__file__).parent / "results" / "space_cost.json"
+setup()
+from search_space import DEFAULT_SPACE, PRESETS, REFERENCE, build_model, cost  # noqa: E402
+from search_space.cost import cost as cached_cost  # noqa: E402
+from search_space.export import export_onnx  # noqa: E402
+
+OUT = RESULTS / "space_cost.json"
 
 
 def torch_counts(cfg) -> tuple[int, int]:
@@ -102,17 +100,13 @@ def main() -> None:
     size = DEFAULT_SPACE.size()
     print(f"default space: {size:,} distinct architectures")
 
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": 1,
-                    "torch": torch.__version__, "python": platform.python_version()},
+    write_result("space_cost", {
         "presets": presets,
         "throughput_us": {label: us for label, us, _ in rows},
         "torch_mismatches": mismatches,
         "space_size": size,
-    }, indent=2) + "\n")
-    print(f"wrote {OUT}")
+
+    }, torch_threads=1)
 
 
 if __name__ == "__main__":

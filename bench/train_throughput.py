@@ -12,21 +12,19 @@ Run: ``python bench/train_throughput.py [--steps 5] [--batch-size 32] [--threads
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 
-from device_farm.measure import cpu_model
-from nas.train import DistEnv, TrainConfig, build_state, train_step
-from search_space import PRESETS, cost
+from benchlib import setup, write_result
 
-OUT = Path(__file__).parent / "results" / "train_throughput.json"
+setup()
+from device_farm.measure import cpu_model  # noqa: E402
+from nas.train import DistEnv, TrainConfig, build_state, train_step  # noqa: E402
+from search_space import PRESETS, cost  # noqa: E402
+
 RESOLUTIONS = (224, 160, 128, 96)
 
 
@@ -74,13 +72,8 @@ def main() -> None:
     if xxs:
         days = 1_281_167 * 300 / xxs["images_per_s"] / 86400
         print(f"at this rate, 300 ImageNet-1k epochs of XXS at 224 would take {days:,.0f} days here")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": args.threads, "device": str(device),
-                    "torch": torch.__version__, "python": platform.python_version()},
-        "model": "edgevit_xxs", "recipe": "released (TrainConfig defaults)", "rows": rows}, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    write_result("train_throughput", {"model": "edgevit_xxs", "recipe": "released (TrainConfig defaults)",
+                                      "rows": rows}, torch_threads=args.threads, device=str(device))
 
 
 if __name__ == "__main__":

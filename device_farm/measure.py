@@ -29,7 +29,7 @@ from .measurement import Measurement, summarize
 from .profiles import DeviceProfile
 from .store import MeasurementStore
 
-__all__ = ["CANDLE", "MeasureProtocol", "Farm", "cpu_model", "onnx_path_for", "reachable"]
+__all__ = ["CANDLE", "MeasureProtocol", "Farm", "cpu_model", "onnx_path_for"]
 
 #: The reference model timed around every candidate. Fixed forever: changing it invalidates every
 #: stored candle ratio.
@@ -244,31 +244,3 @@ class Farm:
                            env={"tool": report.tool, "mean_ms": report.mean_ms, "min_ms": report.min_ms,
                                 "max_ms": report.max_ms,
                                 "energy_note": "energy over adb (android-battery) is not wired into phone runs yet"})
-
-
-def reachable(profile: DeviceProfile) -> tuple[bool, str]:
-    """Whether ``profile``'s device can be measured now, and how or why not (one phrase).
-
-    A Ray node advertising ``device:<id>`` counts first (only when this process is connected to
-    Ray); then this machine's CPU, a local CUDA provider, or an attached adb phone.
-    """
-    from .ray_farm import device_resource, reachable_on_cluster
-
-    if reachable_on_cluster(profile.id):
-        return True, f"a Ray node offers {device_resource(profile.id)}"
-    if profile.backend == "onnxruntime":
-        return True, "this machine"
-    if profile.backend == "onnxruntime-cuda":
-        import onnxruntime as ort
-
-        ok = "CUDAExecutionProvider" in ort.get_available_providers()
-        return ok, "local GPU" if ok else "no CUDA provider in onnxruntime"
-    if not profile.serial:
-        return False, (f"no adb serial in its profile and no Ray node offers device:{profile.id} "
-                       f"(set serial in a user profile, or 'nas farm serve --device {profile.id}' on its host)")
-    from .adb import AdbDevice
-
-    if AdbDevice(profile.serial, adb=profile.adb).reachable():
-        return True, f"adb {profile.serial}"
-    return False, f"adb {profile.serial} is not attached"
-

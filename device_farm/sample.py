@@ -33,16 +33,8 @@ class SampleReport:
 
 
 def plan(n: int, seed: int, space: SearchSpace = DEFAULT_SPACE) -> list[EdgeViTConfig]:
-    """``n`` distinct candidates for ``seed`` (draws past duplicates, deterministically)."""
-    out: dict[str, EdgeViTConfig] = {}
-    batch = 0
-    while len(out) < n:
-        for cfg in space.sample_random(n, seed=seed + 1_000_003 * batch):
-            out.setdefault(cfg.arch_id, cfg)
-            if len(out) == n:
-                break
-        batch += 1
-    return list(out.values())
+    """``n`` distinct candidates for ``seed`` (:meth:`SearchSpace.sample_distinct`)."""
+    return space.sample_distinct(n, seed)
 
 
 def sample_and_measure(farm: Farm, profile: DeviceProfile, n: int, seed: int = 0, space: SearchSpace = DEFAULT_SPACE,

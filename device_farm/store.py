@@ -12,6 +12,7 @@ between machines with their provenance (``source``).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sqlite3
@@ -163,17 +164,18 @@ class MeasurementStore:
 
     # ------------------------------------------------------------------ exchange
     def export_csv(self, path: str | os.PathLike, device: str | None = None) -> int:
+        from search_space.files import atomic_write  # here, not at the top: the worker imports this module without torch
+
         rows = self.query(device=device)
-        tmp = Path(f"{path}.tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=_COLUMNS)
-            w.writeheader()
-            for m in rows:
-                d = m.to_dict()
-                for c in _JSON_COLUMNS:
-                    d[c] = json.dumps(d[c], sort_keys=True) if d[c] is not None else ""
-                w.writerow({k: "" if v is None else v for k, v in d.items()})
-        os.replace(tmp, path)
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=_COLUMNS)
+        w.writeheader()
+        for m in rows:
+            d = m.to_dict()
+            for c in _JSON_COLUMNS:
+                d[c] = json.dumps(d[c], sort_keys=True) if d[c] is not None else ""
+            w.writerow({k: "" if v is None else v for k, v in d.items()})
+        atomic_write(path, buf.getvalue())
         return len(rows)
 
     def import_csv(self, path: str | os.PathLike, source: str | None = None) -> int:

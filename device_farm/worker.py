@@ -4,7 +4,8 @@ writes one JSON result on stdout.
 It runs in its own process so that a runtime that hangs or crashes becomes a recorded failure (the
 parent kills it at its timeout) and never takes the caller down, and so that nothing the caller
 has loaded (torch, Ray, other threads) shares the cores while it times. It imports only
-onnxruntime and numpy.
+onnxruntime, numpy and the torch-free parts of ``device_farm`` (the median's confidence interval
+is :func:`device_farm.measurement.median_ci_halfwidth`, the one the records use).
 
 Protocol, per request: open the candidate and candle sessions (one intra-op thread by default),
 warm both up, time the candle, time the candidate in rounds until the 95% confidence half-width of
@@ -14,7 +15,6 @@ again. The parent judges disturbance from the candle and decides whether to re-m
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -23,18 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from device_farm.measurement import median_ci_halfwidth
+
 _LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
            "all": "ORT_ENABLE_ALL"}
-
-
-def _median_ci_rel(times: list[float]) -> float:
-    x = np.sort(np.asarray(times))
-    n = len(x)
-    if n < 3:
-        return math.inf
-    lo = max(int(math.floor(n / 2 - 1.96 * math.sqrt(n) / 2)), 0)
-    hi = min(int(math.ceil(n / 2 + 1.96 * math.sqrt(n) / 2)), n - 1)
-    return float(x[hi] - x[lo]) / 2 / float(np.median(x))
 
 
 def _session(ort, path: str, req: dict[str, Any], profile_prefix: str | None = None):
@@ -113,7 +105,7 @@ def run(req: dict[str, Any]) -> dict[str, Any]:
     while True:
         times += _time(sess, feed, 5)
         n = len(times)
-        if n >= min_r and _median_ci_rel(times) < target:
+        if n >= min_r and median_ci_halfwidth(times) / float(np.median(times)) < target:
             result["stop"] = "converged"
             break
         if n >= max_r:

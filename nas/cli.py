@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from device_farm import ProfileError, StoreError
-    from predictors.trained import NoDataError
+    from predictors.base import ModelFileError
+    from predictors.latency import NoDataError
+    from search_space.files import FileFormatError
     from search_space.config import ConfigError
 
     from .common import CommandError
@@ -43,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CommandError, ConfigError, ProfileError, StoreError, NoDataError) as e:
+    except (CommandError, ConfigError, ProfileError, StoreError, NoDataError, ModelFileError, FileFormatError) as e:
         print(f"nas: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

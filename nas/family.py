@@ -29,7 +29,9 @@ from typing import Any, Callable, Sequence
 from search_space import PRESETS, EdgeViTConfig
 from search_space.config import ConfigError
 
-from .search import Candidate, SearchConfig, SearchProgress, SearchResult, atomic_write, candidate_row, run_search
+from search_space.files import atomic_write
+
+from .search import Candidate, SearchConfig, SearchProgress, SearchResult, candidate_row, run_search
 
 __all__ = ["LIKE", "FamilyMember", "FamilyResult", "member_name", "budgets_like", "run_family", "register_family",
            "register_member", "default_cfgs"]
@@ -80,7 +82,7 @@ def member_name(device: str, budget_ms: float) -> str:
 
 def budgets_like(device: str, like: str = "edgevit", predictor_root: str = "runs/predictors") -> dict[str, float]:
     """Preset name -> its predicted latency on ``device`` (rounded to 0.1 ms): the budgets of ``--like``."""
-    from predictors.device import load_device_model
+    from predictors.latency import load_device_model
 
     if like not in LIKE:
         raise ConfigError("like", like, "allowed: " + ", ".join(LIKE))

@@ -71,7 +71,7 @@ def register(groups: argparse._SubParsersAction) -> None:
 
 def _reachable(profile) -> str:
     """The "reachable now" cell: yes, or no with the reason."""
-    from device_farm.measure import reachable
+    from device_farm.reachability import reachable
 
     ok, why = reachable(profile)
     return "yes" if ok else f"no ({why})"
@@ -196,7 +196,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from predictors.device import calibrate_device
+    from predictors.latency import calibrate_device
 
     profile = get_profile(args.device)
     reach = _reachable(profile)
@@ -213,6 +213,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 on_result=lambda m, d, t: bar.update(task, completed=d, total=t, last=f"{m.arch_id} {m.status}"))
         except ValueError as e:  # bad -n or --bases (NoDataError, a ValueError too, reads the same)
             raise CommandError(str(e)) from None
-    con.print(f"saved {path}: few-shot model over {', '.join(adapter.base_devices_)} from {adapter.n_train_} "
+    con.print(f"saved {path}: few-shot model over {', '.join(adapter.base_names_)} from {adapter.n_train_} "
               f"measurements; leave-one-out relative sigma {adapter.rel_sigma_:.3f}")
     return 0

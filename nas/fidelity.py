@@ -5,20 +5,20 @@ Zero-cost proxies rank well on average but can be wrong for any one candidate
 from the real thing at low fidelity: every candidate is trained for ``rungs[0]`` epochs at a reduced
 resolution on at most ``max_train_images`` images; the best ``1 / eta`` go on to ``rungs[1]`` epochs
 (trained again from scratch: a cosine schedule cut short is not the same run as a longer one), and so
-on. Each short training appends a ``fidelity="short"`` record (:mod:`predictors.results`), so the
+on. Each short training appends a ``fidelity="short"`` record (:mod:`predictors.accuracy.results`), so the
 accuracy predictor for the user's data set can learn from them.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from predictors.results import DEFAULT_RESULTS, ResultRecord
+from predictors.accuracy.results import DEFAULT_RESULTS, ResultRecord
 from search_space import EdgeViTConfig
+from search_space.files import atomic_write, write_json
 
 __all__ = ["HalvingConfig", "Rung", "HalvingResult", "successive_halving"]
 
@@ -115,9 +115,7 @@ def successive_halving(cfgs: Sequence[EdgeViTConfig], data: str | os.PathLike, h
 
 
 def _write(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    write_json(path, obj, indent=1)
 
 
 def rerank_search(result, data: str | os.PathLike, hc: HalvingConfig = HalvingConfig(), top_k: int = 8,
@@ -147,9 +145,7 @@ def rerank_search(result, data: str | os.PathLike, hc: HalvingConfig = HalvingCo
     best = run_dir / "best.json"
     if best.exists() and not (run_dir / "best_proxy.json").exists():
         os.replace(best, run_dir / "best_proxy.json")
-    tmp = best.with_name(".best.json.tmp")
-    tmp.write_text(ordered[0].cfg.to_json() + "\n")
-    os.replace(tmp, best)
+    atomic_write(best, ordered[0].cfg.to_json() + "\n")
     lines = ["", "## Low fidelity (successive halving)", "",
              f"Top {len(pool)} feasible candidates by accuracy score, trained on `{data}` for {list(hc.rungs)} epochs "
              f"(eta {hc.eta}) at about {hc.resolution} px on at most {hc.max_train_images} images. `best.json` is now "
@@ -160,7 +156,5 @@ def rerank_search(result, data: str | os.PathLike, hc: HalvingConfig = HalvingCo
     report = run_dir / "report.md"
     text = report.read_text() if report.exists() else ""
     text = text.split("\n## Low fidelity (successive halving)")[0].rstrip("\n") + "\n"  # a rerun replaces its section
-    tmp = report.with_name(".report.md.tmp")
-    tmp.write_text(text + "\n".join(lines) + "\n")
-    os.replace(tmp, report)
+    atomic_write(report, text + "\n".join(lines) + "\n")
     return res, ordered

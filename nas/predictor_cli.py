@@ -50,21 +50,19 @@ def comparison_table(comparison: dict[str, dict[str, float]], title: str, chosen
         t.add_column(col, justify="left" if col == "method" else "right")
     for m, r in comparison.items():
         t.add_row(m + (" (chosen)" if m == chosen else ""), str(r["n"]), f"{r['within_5']:.1%}", f"{r['within_10']:.1%}",
-                  f"{r['rmse_ms']:.3f}", f"{r['kendall']:.3f}", f"{r['spearman']:.3f}",
+                  f"{r['rmse']:.3f}", f"{r['kendall_tau']:.3f}", f"{r['spearman']:.3f}",
                   style="bold" if m == chosen else None)
     return t
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from predictors.trained import NoDataError, default_path, train
+    from predictors.latency import NoDataError, default_path, fit_phone_model, train
 
     profile = get_profile(args.device)
     try:
         p = train(MeasurementStore(args.store), args.device, args.target, args.method, seed=args.seed)
     except NoDataError as e:
         if args.target == "latency" and profile.calibration.get("source") == "nn-meter":
-            from predictors.device import fit_phone_model
-
             con = console()
             with con.status(f"{e}; fitting the nn-Meter block model of {args.device} instead..."):
                 out = fit_phone_model(args.device, (args.out.parent if args.out else "runs/predictors"))
@@ -78,14 +76,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = p.save(args.out or default_path(args.device, args.target))
     con = console()
     con.print(comparison_table(p.comparison, f"{args.device} {args.target}: 5-fold cross-validation, "
-                                             f"{p.n_train} measurements", p.method))
-    con.print(f"saved {out} (method {p.method}, data {p.data_hash}, relative sigma {p.model.rel_sigma_:.3f})")
+                                             f"{p.n_measurements} measurements", p.method))
+    con.print(f"saved {out} (method {p.method}, data {p.data_hash}, relative sigma {p.estimator.rel_sigma_:.3f})")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from predictors.latency import METHODS, cross_validate
-    from predictors.trained import dataset
+    from predictors.latency import METHODS, cross_validate, dataset
 
     get_profile(args.device)
     cfgs, y, _ = dataset(MeasurementStore(args.store), args.device, args.target)
@@ -97,45 +94,41 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from predictors.trained import default_path, load
+    from predictors.latency import DeviceModel, default_path
+    from predictors.latency.phone import PhoneLatencyPredictor
 
     path = args.path or (default_path(args.device, args.target) if args.device else None)
     if path is None:
         raise CommandError("give a predictor path or --device")
+    try:
+        p = DeviceModel.load(path)
+    except FileNotFoundError as e:
+        raise CommandError(str(e)) from None
     con = console()
-    if path.exists() and json.loads(path.read_text()).get("kind") == "phone-blocks":
-        d = json.loads(path.read_text())
-        con.print(f"{path}: {d['device']} latency from nn-Meter block tables measured on {d['measured_on']} "
-                  f"({d['provenance']})")
+    con.print(f"{path}: {p.device} {p.target} model ({p.source}), method {p.method}, created {p.created_at}")
+    con.print(f"calibration: {p.calibration}")
+    est = p.estimator
+    if isinstance(est, PhoneLatencyPredictor):
         t = Table(title="held-out blocks (random 20%), chosen regressor vs linear fit on MACs and params")
         for col in ("block type", "regressor", "n", "within 5%", "within 10%", "RMSE ms", "Kendall tau",
                     "linear: within 10%"):
             t.add_column(col)
-        for btype, r in d["model"].get("heldout", {}).items():
+        for btype, r in est.heldout_.items():
             m, lin = r["model"], r.get("linear_macs_params", {})
             t.add_row(btype, r["kind"], str(m["n"]), f"{m['within_5']:.1%}", f"{m['within_10']:.1%}",
-                      f"{m['rmse_ms']:.4f}", f"{m['kendall_tau']:.3f}", f"{lin.get('within_10', float('nan')):.1%}")
+                      f"{m['rmse']:.4f}", f"{m['kendall_tau']:.3f}", f"{lin.get('within_10', float('nan')):.1%}")
         con.print(t)
         return 0
-    try:
-        p = load(path)
-    except (FileNotFoundError, ValueError) as e:
-        raise CommandError(str(e)) from None
-    con.print(f"{path}: {p.device} {p.target} predictor, method {p.method}, {p.n_train} measurements "
-              f"(data {p.data_hash}), created {p.created_at}, {p.provenance}")
-    con.print(comparison_table(p.comparison, "cross-validation at training time", p.method))
-    if hasattr(p.model, "weights_"):
-        from predictors.features import KERNEL_FEATURE_NAMES
-
-        names = [n for n in KERNEL_FEATURE_NAMES if not n.endswith(".params")] + ["constant"]
-        nz = {n: w for n, w in zip(names, p.model.weights_) if w > 0}
+    if p.comparison:
+        con.print(comparison_table(p.comparison, "cross-validation at training time", p.method))
+    if hasattr(est, "kernel_costs"):
         con.print("kernel costs (ms per GMAC / per M elements / per launch): " + json.dumps(
-            {k: round(v, 4) for k, v in nz.items()}))
+            {k: round(v, 4) for k, v in est.kernel_costs().items()}))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from predictors.device import load_device_model
+    from predictors.latency import load_device_model
     from search_space import cost, load_config
 
     cfgs = [load_config(c) for c in args.configs]

@@ -39,8 +39,8 @@ def register(groups: argparse._SubParsersAction) -> None:
                    help="networks per group on which the cost is measured apart (0 with --scores-from: keep the file's)")
     p.add_argument("--scores-from", type=Path, help="reuse the raw scores of an earlier result JSON")
     p.add_argument("--data-dir", type=Path,
-                   help="folder holding vit-bench-101/ and nb201-zero-cost/ (default $EDGEVIT_NAS_SHARED_DATA, "
-                        "else ../shared/data beside the repository)")
+                   help="another folder with the layout of the shipped data (vit-bench-101/, nb201-zero-cost/; "
+                        "default $EDGEVIT_NAS_SHARED_DATA, else the data shipped with the package)")
     p.add_argument("--out", type=Path, help="write the result JSON (the bench scripts' layout) here")
     p.set_defaults(func=cmd_eval)
 
@@ -48,7 +48,7 @@ def register(groups: argparse._SubParsersAction) -> None:
 def cmd_score(args: argparse.Namespace) -> int:
     import torch
 
-    from predictors import proxies
+    from predictors.accuracy import proxies
     from search_space import build_model, load_config
     from search_space.config import ConfigError
 
@@ -91,8 +91,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from predictors import proxy_eval
+    from public_benchmarks import proxy_eval
     from search_space.config import ConfigError
+    from search_space.files import FileFormatError
 
     if args.bench not in proxy_eval.BENCHES:
         raise ConfigError("--bench", args.bench, "allowed: " + ", ".join(proxy_eval.BENCHES))
@@ -112,7 +113,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 workers=args.workers, scores_from=args.scores_from, cost_networks=args.cost_networks,
                 data_dir=args.data_dir,
                 progress=lambda group, done, total: status.update(f"scoring {group}: {done}/{total}"))
-    except (proxy_eval.BenchDataError, proxy_eval.ScoresFileError) as e:
+    except (proxy_eval.DataFileError, proxy_eval.ScoresFileError, FileFormatError) as e:
         raise CommandError(str(e)) from None
     except json.JSONDecodeError as e:
         raise CommandError(f"--scores-from {args.scores_from}: not JSON ({e})") from None

@@ -5,7 +5,7 @@ low-fidelity accuracies a search can rank candidates with. Everything is timm's:
 RandAugment, Mixup/CutMix, the losses, the optimizer factory, the cosine scheduler, the weight EMA and
 ``accuracy``; this module only wires them together the way the released ``main.py`` did, and adds
 what a long run needs: an atomic checkpoint every epoch, an exact resume, JSON-lines metrics, the final
-weights (safetensors), the ONNX export, and a :class:`~predictors.results.ResultRecord` appended to
+weights (safetensors), the ONNX export, and a :class:`~predictors.accuracy.results.ResultRecord` appended to
 ``runs/results.jsonl`` for the accuracy predictor.
 
 Two calls, so that a mistake costs nothing: :func:`prepare` reads and checks everything (data folder,
@@ -18,6 +18,11 @@ the start of each epoch from (seed, epoch, rank), and the checkpoint holds every
 (model, EMA, optimizer, scheduler, scaler, counters, RNG states). On the CPU an interrupted run resumed
 from its checkpoint ends with the same weights, bit for bit, as an uninterrupted one; on a GPU, cuDNN's
 non-deterministic kernels make the two runs equal in distribution only.
+
+Why one module of ~1,000 lines: like timm's own ``train.py``, it is one training loop read top to
+bottom (recipe, processes, data, checkpoint, plan, state, loop, outputs, each a section below), and
+exact resume depends on every section agreeing on the same seeds and state; split, the invariants
+would span files.
 """
 from __future__ import annotations
 
@@ -42,9 +47,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from predictors.results import DEFAULT_RESULTS, ResultRecord, append_result
+from predictors.accuracy.results import DEFAULT_RESULTS, ResultRecord, append_result
 from search_space import EdgeViTConfig, build_model
 from search_space.config import ConfigError
+from search_space.files import atomic_write
 
 from .common import CommandError
 
@@ -442,27 +448,6 @@ def _set_transform(ds: Dataset, tf: Callable) -> None:
 
 
 # ---------------------------------------------------------------------------------------- checkpoint
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """``write(file)`` into a temporary file beside ``path``, fsync, then rename over ``path``: a
-    crash at any moment leaves either the old file or the new one, never a torn one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    with contextlib.suppress(OSError):  # make the rename itself durable where the platform allows
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint this project wrote, with ``weights_only=True`` (tensors and plain containers
     only: a file from elsewhere cannot run code while loading). One-line error otherwise."""
@@ -875,7 +860,7 @@ def _keep_metrics_until(path: Path, epoch: int) -> None:
     is trained again, and must not appear twice)."""
     rows = [r for r in _metrics_rows(path) if r.get("epoch", 0) <= epoch]
     text = "".join(json.dumps(r) + "\n" for r in rows).encode()
-    _atomic_write(path, lambda f: f.write(text))
+    atomic_write(path, lambda f: f.write(text))
 
 
 def _append_line(path: Path, row: dict[str, Any]) -> None:
@@ -936,7 +921,7 @@ def run(plan: TrainPlan, results_path: str | os.PathLike | None = DEFAULT_RESULT
                "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         if env.is_main:
             ckpt = _checkpoint(plan, state, epoch + 1, row, totals)
-            _atomic_write(out / CHECKPOINT, lambda f: torch.save(ckpt, f))
+            atomic_write(out / CHECKPOINT, lambda f: torch.save(ckpt, f))
             _append_line(out / METRICS, row)
         if on_epoch is not None:
             on_epoch(row)
@@ -949,7 +934,7 @@ def _save_safetensors(path: Path, module: nn.Module, net_cfg: EdgeViTConfig) -> 
 
     sd = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     blob = save(sd, metadata={"arch_id": net_cfg.arch_id, "config": json.dumps(net_cfg.to_dict())})
-    _atomic_write(path, lambda f: f.write(blob))
+    atomic_write(path, lambda f: f.write(blob))
 
 
 def _export(plan: TrainPlan, module: nn.Module) -> dict[str, Any]:
@@ -1003,7 +988,7 @@ def _finish(plan: TrainPlan, state: TrainState, row: dict[str, Any], totals: dic
         if results_path is not None:
             append_result(record, results_path)
         blob = (json.dumps(record.to_dict(), indent=2) + "\n").encode()
-        _atomic_write(out / RESULT, lambda f: f.write(blob))
+        atomic_write(out / RESULT, lambda f: f.write(blob))
     return record
 
 

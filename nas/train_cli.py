@@ -234,7 +234,7 @@ def _summary(done: list[tuple[Any, Any]], results: Path) -> Table:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from predictors.results import DEFAULT_RESULTS
+    from predictors.accuracy.results import DEFAULT_RESULTS
 
     from .train import DistEnv, load_data, prepare, shutdown_distributed
 

@@ -9,7 +9,7 @@ from .cost import Cost, StageCost, block_costs, cost
 from .graph import OP_KINDS, Op, operators, to_networkx
 from .model import EdgeViT, build_model
 from .presets import PRESETS, REFERENCE, edgevit_preset
-from .space import DEFAULT_SPACE, RandomSuggester, SearchSpace
+from .space import DEFAULT_SPACE, REFERENCE_SEED, RandomSuggester, SearchSpace, reference_set
 
 __all__ = [
     "BLOCK_KINDS",
@@ -33,4 +33,6 @@ __all__ = [
     "DEFAULT_SPACE",
     "RandomSuggester",
     "SearchSpace",
+    "REFERENCE_SEED",
+    "reference_set",
 ]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .config import EdgeViTConfig
+from .files import atomic_write
 from .model import EdgeViT, build_model
 
 __all__ = ["DEFAULT_OPSET", "ExportCheck", "export_onnx", "check_onnx"]
@@ -56,14 +57,15 @@ def export_onnx(model_or_cfg: EdgeViT | EdgeViTConfig, path: str | os.PathLike, 
     x = torch.randn(batch_size, 3, res, res)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     dynamic = {"image": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(model, (x,), str(tmp), input_names=["image"], output_names=["logits"],
-                          opset_version=opset, dynamo=False, dynamic_axes=dynamic)
-    os.replace(tmp, path)
-    return path
+
+    def write(f) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(model, (x,), f, input_names=["image"], output_names=["logits"],
+                              opset_version=opset, dynamo=False, dynamic_axes=dynamic)
+
+    return atomic_write(path, write)
 
 
 def check_onnx(model: EdgeViT, path: str | os.PathLike, seed: int = 0) -> ExportCheck:

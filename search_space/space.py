@@ -23,7 +23,7 @@ import numpy as np
 
 from .config import BLOCK_KINDS, NUM_STAGES, STAGE_STRIDES, ConfigError, EdgeViTConfig, StageConfig
 
-__all__ = ["Suggester", "SearchSpace", "DEFAULT_SPACE", "RandomSuggester"]
+__all__ = ["Suggester", "SearchSpace", "DEFAULT_SPACE", "RandomSuggester", "REFERENCE_SEED", "reference_set"]
 
 
 class Suggester(Protocol):
@@ -116,6 +116,19 @@ class SearchSpace:
         """``n`` configurations drawn uniformly per choice with a fixed seed (duplicates possible)."""
         rng = np.random.default_rng(seed)
         return [self.sample(RandomSuggester(rng)) for _ in range(n)]
+
+    def sample_distinct(self, n: int, seed: int = 0) -> list[EdgeViTConfig]:
+        """``n`` distinct configurations for ``seed``: :meth:`sample_random` draws, drawing again past
+        duplicates deterministically (so the first draws equal ``sample_random(n, seed)``'s)."""
+        out: dict[str, EdgeViTConfig] = {}
+        batch = 0
+        while len(out) < n:
+            for cfg in self.sample_random(n, seed=seed + 1_000_003 * batch):
+                out.setdefault(cfg.arch_id, cfg)
+                if len(out) == n:
+                    break
+            batch += 1
+        return list(out.values())
 
     def params_of(self, cfg: EdgeViTConfig) -> dict[str, Any]:
         """The trial parameters that make :meth:`sample` return ``cfg`` (for ``study.enqueue_trial``).
@@ -230,3 +243,24 @@ def _fmt(values: Sequence[Any]) -> str:
 
 
 DEFAULT_SPACE = SearchSpace()
+
+
+#: Seed of the project's fixed reference candidates (the EdgeViT paper's arXiv date; any fixed seed
+#: would do). Never change it: few-shot calibrations and the proxy reference population are only
+#: comparable across machines and versions because they are always the same networks.
+REFERENCE_SEED = 20221023
+
+
+def reference_set(n: int, seed: int = REFERENCE_SEED, space: SearchSpace = DEFAULT_SPACE) -> list[EdgeViTConfig]:
+    """The fixed reference candidates: EdgeViT-XXS, XS and S, then distinct seeded random draws, ``n`` in all.
+
+    The one builder behind both fixed sets of the project: the first 10 are the candidates every
+    few-shot calibration measures (HELP's idea of a fixed reference set), and the first 67 are the
+    population that proxy scores are placed in.
+    """
+    from .presets import PRESETS
+
+    refs = [PRESETS[k] for k in ("edgevit_xxs", "edgevit_xs", "edgevit_s")]
+    ids = {r.arch_id for r in refs}
+    extra = [c for c in space.sample_distinct(n + len(refs), seed) if c.arch_id not in ids]
+    return (refs + extra)[:n]

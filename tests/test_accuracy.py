@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from predictors import accuracy as A
-from predictors.results import ANCHORS, ResultRecord, append_result, read_results
+from predictors.accuracy import ANCHORS, ResultRecord, append_result, read_results
 from search_space import DEFAULT_SPACE, PRESETS, build_model, cost
 
 ANALYTIC = ("params", "macs")
@@ -71,22 +71,22 @@ def test_models_run_at_the_proxy_side():
 
 
 def test_shipped_reference_matches_the_default_settings(tmp_path):
-    ref = A.ProxyReference.load(A.ProxySettings(), root=tmp_path)
+    ref = A.load_reference(A.ProxySettings(), root=tmp_path)
     assert not list(tmp_path.iterdir())  # nothing rebuilt
-    assert len(ref.scores) == A.REFERENCE_SIZE + 3
+    assert len(ref.reference_) == A.REFERENCE_SIZE + 3
     ids = {c.arch_id for c in A.reference_configs()}
-    assert set(ref.scores) == ids
-    assert all(np.isfinite(v) for s in ref.scores.values() for v in s.values())
+    assert set(ref.reference_) == ids
+    assert all(np.isfinite(v) for s in ref.reference_.values() for v in s.values())
 
 
 def test_proxy_percentile_is_deterministic_and_computed_for_new_candidates():
     acc = A.load_accuracy_model(results=[])
     assert acc.kind == "proxy" and "+".join(A.DEFAULT_PROXIES) in acc.describe()
-    presets, _ = acc.estimate([PRESETS["edgevit_xxs"], PRESETS["edgevit_xs"], PRESETS["edgevit_s"]])
+    presets, _ = acc.predict([PRESETS["edgevit_xxs"], PRESETS["edgevit_xs"], PRESETS["edgevit_s"]])
     assert 0 < presets[0] < presets[1] < presets[2] < 1  # the paper's order (74.4 < 77.5 < 81.0)
     new = DEFAULT_SPACE.sample_random(1, seed=99)[0]
-    a, std = acc.estimate([new])
-    b, _ = acc.estimate([new])
+    a, std = acc.predict([new])
+    b, _ = acc.predict([new])
     assert a[0] == b[0] and np.isnan(std[0]) and 0 < a[0] < 1
     raw = A.raw_scores(new)
     assert set(raw) == set(A.DEFAULT_PROXIES)
@@ -101,13 +101,13 @@ def test_analytic_params_equals_the_model():
 
 
 def test_percentile_orders_like_the_raw_score():
-    ref = A.ProxyReference.build(A.ProxySettings(("params",)))
-    vals = sorted(s["params"] for s in ref.scores.values())
-    lo, mid, hi = ref.percentile({"params": vals[0] - 1}), ref.percentile({"params": vals[33]}), ref.percentile({"params": vals[-1] + 1})
+    ref = A.ProxyAccuracy(("params",)).fit(A.reference_configs())
+    vals = sorted(s["params"] for s in ref.reference_.values())
+    lo, mid, hi = ref.score_raw({"params": vals[0] - 1}), ref.score_raw({"params": vals[33]}), ref.score_raw({"params": vals[-1] + 1})
     assert 0 < lo < mid < hi < 1
-    assert ref.percentile({"params": float("nan")}) < lo
+    assert ref.score_raw({"params": float("nan")}) < lo
     # beyond the population's largest network the score still grows (no tie at the top rank)
-    assert ref.percentile({"params": 2 * vals[-1]}) > hi
+    assert ref.score_raw({"params": 2 * vals[-1]}) > hi
 
 
 def _records(cfgs, acc):
@@ -130,13 +130,13 @@ def test_switch_to_the_predictor_only_when_it_beats_the_proxy():
     # the params+macs percentile is anti-correlated, the predictor learns the sign
     falling = _records(cfgs, 80 - 5 * (logp - logp.min()))
     acc = A.load_accuracy_model("toy", proxies=ANALYTIC, results=falling)
-    assert acc.kind == "predictor" and acc.loo_tau > 0.5 and acc.proxy_tau < -0.5
+    assert acc.kind == "gp" and acc.loo_tau_ > 0.5 and acc.proxy_tau_ < -0.5
     assert "predicted top-1" in acc.describe()
-    mean, std = acc.estimate(cfgs[:3])
+    mean, std = acc.predict(cfgs[:3])
     assert np.all(np.isfinite(std)) and np.all(std > 0)
     assert np.corrcoef(mean, [r.top1 for r in falling[:3]])[0, 1] > 0.9
     far = PRESETS["edgevit_s"].replace(resolution=256)
-    _, far_std = acc.estimate([far])
+    _, far_std = acc.predict([far])
     assert far_std[0] > np.median(std)  # uncertainty grows away from the training results
 
 
@@ -153,5 +153,5 @@ def test_predictor_is_picklable_for_ray(tmp_path):
     acc = A.load_accuracy_model(results=[], proxies=ANALYTIC)
     again = pickle.loads(pickle.dumps(acc))
     cfg = PRESETS["edgevit_xs"]
-    assert again.estimate([cfg])[0][0] == acc.estimate([cfg])[0][0]
-    json.dumps(acc.reference.to_dict())
+    assert again.predict([cfg])[0][0] == acc.predict([cfg])[0][0]
+    json.dumps(acc.to_dict())

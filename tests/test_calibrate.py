@@ -1,20 +1,22 @@
 """Few-shot calibration of a new device: real measurements on this CPU, a base model trained on the
 shipped host measurements, and the saved model loaded back through the device facade."""
+import json
+
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
 from device_farm import MeasurementStore
 from device_farm.measure import Farm
-from predictors.calibrate import FewShotAdapter, calibration_set, reference_set
-from predictors.device import calibrate_device, load_device_model
-from predictors.trained import dataset, train
+from predictors.latency import (METHODS, FewShotAdapter, calibrate_device, calibration_set, dataset, load_device_model,
+                                train)
+from search_space import reference_set
 from test_latency_predictors import DATA
 from test_measure import QUICK
 
 
 def test_reference_set_is_fixed_and_starts_with_the_presets():
-    a, b = reference_set(), reference_set()
+    a, b = reference_set(10), reference_set(10)
     assert [c.arch_id for c in a] == [c.arch_id for c in b] and len(a) == 10
     assert [c.name for c in a[:3]] == ["edgevit_xxs", "edgevit_xs", "edgevit_s"]
     cal = calibration_set(20, seed=3)
@@ -23,13 +25,13 @@ def test_reference_set_is_fixed_and_starts_with_the_presets():
 
 def test_adapter_round_trips_and_refuses_too_few_points():
     cfgs = calibration_set(12)
-    base = {"b": lambda cs: np.array([1.0 + i for i in range(len(cs))])}
     y = np.array([2.0 + 2 * i for i in range(12)])
-    a = FewShotAdapter().fit(cfgs, y, base)
-    b = FewShotAdapter.from_dict(a.to_dict())
-    assert np.allclose(a.predict(cfgs, base), b.predict(cfgs, base))
+    base = METHODS["macs"](n_folds_sigma=0).fit(cfgs, np.array([1.0 + i for i in range(12)]))
+    a = FewShotAdapter(bases={"b": base}).fit(cfgs, y)
+    b = FewShotAdapter.from_dict(json.loads(json.dumps(a.to_dict())))
+    assert np.allclose(a.predict(cfgs)[0], b.predict(cfgs)[0])
     with pytest.raises(ValueError, match="need >= 5"):
-        FewShotAdapter().fit(cfgs[:3], y[:3], base)
+        FewShotAdapter(bases={"b": base}).fit(cfgs[:3], y[:3])
 
 
 def test_calibrating_a_new_local_device_against_the_host_model(tmp_path, monkeypatch):
@@ -45,9 +47,9 @@ def test_calibrating_a_new_local_device_against_the_host_model(tmp_path, monkeyp
     farm = Farm(MeasurementStore(tmp_path / "box.sqlite"), protocol=QUICK)
     path, adapter = calibrate_device("box", farm, n=10, root=root, bases=["host"])
     clean = len(farm.store.query(device="box", status="ok"))  # disturbed runs are not learned from
-    assert adapter.base_devices_ == ("host",) and adapter.n_train_ == clean >= 5 and path.exists()
+    assert adapter.base_names_ == ("host",) and adapter.n_train_ == clean >= 5 and path.exists()
     model = load_device_model("box", root)
-    assert model.kind == "fewshot" and f"{clean} measurements on box" in model.calibration
+    assert model.source == "few-shot" and f"{clean} measurements on box" in model.calibration
     # "box" is this very CPU, so the calibrated model must rank the shipped host measurements well.
     cfgs, y, _ = dataset(shipped, "host")
     mean, std = model.predict(cfgs)

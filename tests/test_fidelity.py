@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nas.fidelity import HalvingConfig, successive_halving
-from predictors.results import read_results
+from predictors.accuracy.results import read_results
 from search_space import EdgeViTConfig
 
 
@@ -50,7 +50,7 @@ def test_halving_trains_for_real_drops_the_worst_and_resumes(shapes, tmp_path):
 def test_search_with_fidelity_short_reranks_the_top_candidates(shapes, tmp_path):
     from device_farm import MeasurementStore
     from nas.cli import main
-    from predictors.trained import default_path, train
+    from predictors.latency import default_path, train
 
     root = tmp_path / "predictors"
     store = MeasurementStore(tmp_path / "m.sqlite")

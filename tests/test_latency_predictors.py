@@ -9,9 +9,10 @@ import pytest
 
 import search_space as ss
 from device_farm import MeasurementStore
-from predictors.features import _reference_kernel_features, feature_matrix, kernel_features
-from predictors.latency import METHODS, cross_validate, predictor_from_dict
-from predictors.trained import NoDataError, dataset, load, train
+from predictors import estimator_from_dict
+from predictors.latency import METHODS, DeviceModel, NoDataError, cross_validate, dataset, train
+from predictors.latency.features import _reference_kernel_features, feature_matrix, kernel_features
+from predictors.latency.training import check_data
 
 DATA = Path(__file__).parent / "data" / "host_measurements.csv"
 
@@ -45,9 +46,9 @@ def test_the_shipped_measurements_are_real_host_rows(data):
 def test_predictor_round_trips_through_json_with_identical_predictions(method, data):
     cfgs, y = data
     est = METHODS[method]().fit(cfgs[:80], y[:80])
-    back = predictor_from_dict(json.loads(json.dumps(est.to_dict())))
-    assert np.array_equal(est.predict(cfgs[80:]), back.predict(cfgs[80:]))
-    mean, std = back.predict_with_std(cfgs[80:])
+    back = estimator_from_dict(json.loads(json.dumps(est.to_dict())))
+    assert np.array_equal(est.predict(cfgs[80:])[0], back.predict(cfgs[80:])[0])
+    mean, std = back.predict(cfgs[80:])
     assert np.all(std > 0) and np.all(mean > 0)
 
 
@@ -56,7 +57,7 @@ def test_kernel_sum_has_non_negative_costs_and_the_correction_fits_what_it_misse
     plain = METHODS["kernel"]().fit(cfgs, y)
     corrected = METHODS["kernel_corr"]().fit(cfgs, y)
     assert np.all(plain.weights_ >= 0) and plain.trees_ is None and corrected.trees_ is not None
-    in_sample = [np.mean(np.abs(np.log(e.predict(cfgs) / y))) for e in (plain, corrected)]
+    in_sample = [np.mean(np.abs(np.log(e.predict(cfgs)[0] / y))) for e in (plain, corrected)]
     assert in_sample[1] < in_sample[0]
 
 
@@ -65,17 +66,18 @@ def test_learned_predictor_beats_macs_alone_in_cross_validation(data):
     cfgs, y = data
     macs, _ = cross_validate("macs", cfgs, y)
     kernel, _ = cross_validate("kernel", cfgs, y)
-    assert kernel.within_10 > macs.within_10 and kernel.kendall > macs.kendall
+    assert kernel.within_10 > macs.within_10 and kernel.kendall_tau > macs.kendall_tau
 
 
 def test_train_picks_the_best_method_by_cv_and_saves_json(store, tmp_path):
     p = train(store, "host")
-    best = max(p.comparison.values(), key=lambda r: (r["within_10"], r["within_5"], -r["rmse_ms"]))
+    best = max(p.comparison.values(), key=lambda r: (r["within_10"], r["within_5"], -r["rmse"]))
     assert p.comparison[p.method] == best
     path = p.save(tmp_path / "host.json")
-    q = load(path, store)
+    q = DeviceModel.load(path)
+    check_data(q, store, path)
     cfgs, _, _ = dataset(store, "host")
-    assert np.array_equal(q.predict_with_std(cfgs[:5])[0], p.predict_with_std(cfgs[:5])[0])
+    assert np.array_equal(q.predict(cfgs[:5])[0], p.predict(cfgs[:5])[0])
 
 
 def test_loading_against_changed_data_warns(store, tmp_path):
@@ -87,10 +89,10 @@ def test_loading_against_changed_data_warns(store, tmp_path):
     row.median_ms *= 1.5
     other.put(row)
     with pytest.warns(UserWarning, match="retrain"):
-        load(path, other)
+        check_data(DeviceModel.load(path), other, path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        load(path, store)
+        check_data(DeviceModel.load(path), store, path)
 
 
 def test_energy_without_data_explains_what_would_provide_it(store):
@@ -104,5 +106,5 @@ def test_ten_thousand_predictions_are_batched(data):
     many = ss.DEFAULT_SPACE.sample_random(2000, seed=9)
     kf, gf = feature_matrix(many)
     assert kf.shape == (2000, len(kernel_features(many[0]))) and gf.shape[0] == 2000
-    pred = est.predict(many)
+    pred, _ = est.predict(many)
     assert pred.shape == (2000,) and np.all(np.isfinite(pred)) and np.all(pred > 0)

@@ -1,4 +1,4 @@
-"""Phone latency predictors from nn-Meter block tables (predictors/phone.py). About 15 s on 2 cores.
+"""Phone latency predictors from nn-Meter block tables (predictors/latency/phone/). About 15 s on 2 cores.
 
 The fitted predictor is a light one (the four block types the EdgeViT mapping uses, no
 extrapolation splits, no refit), so the suite stays fast; bench/phone_blocks.py runs the full fit.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import search_space as ss
-from predictors.phone import (
+from predictors.latency.phone import (
     BLOCK_TYPES,
     IGNORED_KEYS,
     PROVENANCES,
@@ -20,14 +20,15 @@ from predictors.phone import (
     KeyFormatError,
     PhoneLatencyPredictor,
     UnknownDeviceError,
-    _Trees,
     load_table,
     map_candidate,
     parse_key,
     phone_devices,
     predict_phone_latency,
     random_split,
+    table_blocks,
 )
+from predictors.latency.trees import TreeEnsemble
 
 PHONES = ("s21", "pixel4", "pixel1")
 MAPPED_TYPES = ("firstconv", "conv", "transattn", "transffn")
@@ -40,7 +41,8 @@ def tables():
 
 @pytest.fixture(scope="module")
 def s21():
-    return PhoneLatencyPredictor("s21", block_types=MAPPED_TYPES, extrapolation=False, refit_full=False).fit()
+    return PhoneLatencyPredictor("s21", block_types=MAPPED_TYPES, extrapolation=False, refit_full=False).fit(
+        *table_blocks("s21"))
 
 
 def test_the_three_phones_have_tables():
@@ -95,10 +97,10 @@ def test_tree_evaluator_matches_sklearn():
     y = X[:, 0] ** 2 + np.sin(X[:, 1]) + 0.1 * rng.normal(size=300)
     Xq = rng.normal(size=(200, 5))
     g = GradientBoostingRegressor(n_estimators=40, max_depth=3, random_state=0).fit(X, y)
-    t = _Trees.from_sklearn(g.estimators_[:, 0], float(g.init_.constant_.ravel()[0]), g.learning_rate)
+    t = TreeEnsemble.from_gbr(g)
     np.testing.assert_allclose(t.predict(Xq), g.predict(Xq), rtol=1e-12, atol=1e-12)
     f = RandomForestRegressor(n_estimators=10, random_state=0).fit(X, y)
-    t = _Trees.from_sklearn(f.estimators_, 0.0, 1.0 / 10)
+    t = TreeEnsemble.from_forest(f)
     np.testing.assert_allclose(t.predict(Xq), f.predict(Xq), rtol=1e-12, atol=1e-12)
 
 
@@ -117,7 +119,7 @@ def test_regressor_round_trips_through_json(tables, kind):
 def test_fitted_predictor_round_trips(s21):
     back = PhoneLatencyPredictor.from_dict(json.loads(json.dumps(s21.to_dict())))
     cfgs = list(ss.PRESETS.values()) + ss.DEFAULT_SPACE.sample_random(5, seed=3)
-    assert [p.total_ms for p in back.predict_many(cfgs)] == [p.total_ms for p in s21.predict_many(cfgs)]
+    assert [p.total_ms for p in back.predict_parts(cfgs)] == [p.total_ms for p in s21.predict_parts(cfgs)]
 
 
 def test_heldout_within_10_percent_on_s21(s21):
@@ -133,7 +135,7 @@ def test_heldout_within_10_percent_on_s21(s21):
 
 
 def test_presets_positive_ordered_and_parts_sum(s21):
-    preds = {n: s21.predict(cfg) for n, cfg in ss.PRESETS.items()}
+    preds = {n: s21.predict_parts([cfg])[0] for n, cfg in ss.PRESETS.items()}
     tot = {n: p.total_ms for n, p in preds.items()}
     assert all(v > 0 for v in tot.values())
     assert tot["edgevit_xxs"] < tot["edgevit_xs"] < tot["edgevit_s"]
@@ -147,8 +149,10 @@ def test_presets_positive_ordered_and_parts_sum(s21):
 
 def test_batch_equals_single(s21):
     cfgs = ss.DEFAULT_SPACE.sample_random(4, seed=7)
-    batch = s21.predict_many(cfgs)
-    assert [b.total_ms for b in batch] == pytest.approx([s21.predict(c).total_ms for c in cfgs], rel=1e-12)
+    batch = s21.predict_parts(cfgs)
+    assert [b.total_ms for b in batch] == pytest.approx([s21.predict_parts([c])[0].total_ms for c in cfgs], rel=1e-12)
+    mean, std = s21.predict(cfgs)
+    assert list(mean) == [b.total_ms for b in batch] and list(std) == [b.std_ms for b in batch]
 
 
 @pytest.mark.parametrize("cfg", list(ss.PRESETS.values()) + ss.DEFAULT_SPACE.sample_random(20, seed=11))
@@ -189,7 +193,7 @@ def test_sampling_ratio_changes_attention_tokens(s21):
         assert b[hb].hw == side and b[hb].tokens == side * side  # r = 1: every token
         assert a[hb].hw == side // base.stages[i].sr_ratio
     assert a["stages.0.blocks.0.self_attn"].tokens == (56 // 4) ** 2 != b["stages.0.blocks.0.self_attn"].tokens
-    p_base, p_r1 = s21.predict(base), s21.predict(r1)
+    p_base, p_r1 = s21.predict_parts([base, r1])
     ms = {p.half_block: p.ms for p in p_base.parts if p.part == "attention"}
     ms1 = {p.half_block: p.ms for p in p_r1.parts if p.part == "attention"}
     assert ms1["stages.0.blocks.0.self_attn"] > 10 * ms["stages.0.blocks.0.self_attn"]  # 3136 vs 196 tokens

@@ -1,7 +1,4 @@
-import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,20 +6,11 @@ import torch
 import torch.nn as nn
 
 import search_space as ss
-from predictors import proxies as P
-
-DATA = Path(os.environ.get("EDGEVIT_NAS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-ZC_JSON = DATA / "nb201-zero-cost" / "zc_nasbench201.json"
+from predictors.accuracy import proxies as P
 
 
-def _bench():
-    import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "proxies_nb201.py"
-    spec = importlib.util.spec_from_file_location("proxies_nb201_bench", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from public_benchmarks.proxy_eval import key_to_arch
 
 
 def tiny_net() -> nn.Module:
@@ -155,15 +143,13 @@ def test_rank_normalised_and_aggregate():
     assert P.default_score(table).keys() == table.keys()
 
 
-@pytest.mark.skipif(not ZC_JSON.exists(), reason=f"NAS-Bench-Suite-Zero json not found under {DATA}")
 def test_synflow_matches_stored_on_nb201_subset():
     from scipy.stats import spearmanr
 
-    from predictors.nets import build_nb201
+    from public_benchmarks.data import read_json
+    from public_benchmarks.nb201 import build_nb201
 
-    key_to_arch = _bench().key_to_arch
-
-    data = json.loads(ZC_JSON.read_text())["nasbench201"]["cifar10"]
+    data = read_json("nb201-zero-cost", "zc_nasbench201.json")["nasbench201"]["cifar10"]
     keys = sorted(data)[::16][:31]
     ours = [P.score(build_nb201(key_to_arch(k)), (3, 32, 32), ("synflow",), batch_size=2, num_classes=10)["synflow"]
             for k in keys]
@@ -172,7 +158,6 @@ def test_synflow_matches_stored_on_nb201_subset():
 
 
 def test_key_to_arch_edge_order():
-    key_to_arch = _bench().key_to_arch
     # NASLib edges 1->2,1->3,1->4,2->3,2->4,3->4; arch string node1<-0 | node2<-0,1 | node3<-0,1,2
     assert key_to_arch("(0, 1, 2, 3, 4, 0)") == (
         "|skip_connect~0|+|none~0|nor_conv_1x1~1|+|nor_conv_3x3~0|avg_pool_3x3~1|skip_connect~2|")

@@ -1,4 +1,5 @@
-"""Proxies against trained accuracy on the public benchmarks: ``predictors.proxy_eval`` and ``nas proxy eval``."""
+"""Proxies against trained accuracy on the public benchmarks: ``public_benchmarks.proxy_eval`` and
+``nas proxy eval`` (the benchmarks' data ship with the package)."""
 import io
 import json
 import math
@@ -11,16 +12,11 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from predictors import proxies as P
-from predictors.proxy_eval import evaluate, shared_data_dir
+from predictors.accuracy import proxies as P
+from public_benchmarks.proxy_eval import evaluate
 
-DATA = shared_data_dir()
 RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 VIT_JSON, NB201_JSON = RESULTS / "proxies_vitbench.json", RESULTS / "proxies_nb201.json"
-needs_vit = pytest.mark.skipif(not (DATA / "vit-bench-101" / "gt_autoformer.json").exists(),
-                               reason=f"ViT-Bench-101 not found under {DATA} (set EDGEVIT_NAS_SHARED_DATA)")
-needs_nb201 = pytest.mark.skipif(not (DATA / "nb201-zero-cost" / "zc_nasbench201.json").exists(),
-                                 reason=f"NAS-Bench-Suite-Zero json not found under {DATA} (set EDGEVIT_NAS_SHARED_DATA)")
 
 
 def nas(*args):
@@ -33,7 +29,6 @@ def default_name() -> str:
     return "default (" + "+".join(P.DEFAULT_PROXIES) + ")"
 
 
-@needs_vit
 def test_vitbench_eval_scores_real_networks_and_has_the_default_line():
     # six networks per space, scored for real; only the cheap proxies beside the default set
     r = evaluate("vit-bench-101", limit=6, proxies=("params", "macs"), cost_networks=1)
@@ -50,7 +45,6 @@ def test_vitbench_eval_scores_real_networks_and_has_the_default_line():
     assert "default" in d["results"]["pit"]["correlations"]["cifar100"] and len(d["results"]["pit"]["scores"]) == 6
 
 
-@needs_nb201
 def test_cli_eval_nb201_prints_the_table_and_writes_json(tmp_path):
     out = tmp_path / "nb201.json"
     proc = nas("proxy", "eval", "--bench", "nb201", "--limit", "12", "--cost-networks", "1", "--out", str(out))
@@ -65,7 +59,6 @@ def test_cli_eval_nb201_prints_the_table_and_writes_json(tmp_path):
     assert d["cost_per_net_nb201_s"]["default"] > 0
 
 
-@needs_vit
 def test_scores_from_reproduces_the_stored_vitbench_correlations():
     stored = json.loads(VIT_JSON.read_text())
     r = evaluate("vit-bench-101", scores_from=VIT_JSON, cost_networks=0)
@@ -85,7 +78,6 @@ def test_scores_from_reproduces_the_stored_vitbench_correlations():
     assert g.correlations[default_name()]["cifar100_distill"].kendall == pytest.approx(tau, abs=1e-12)
 
 
-@needs_nb201
 def test_scores_from_reproduces_the_stored_nb201_correlations():
     stored = json.loads(NB201_JSON.read_text())
     d = evaluate("nb201", scores_from=NB201_JSON, cost_networks=0).to_dict()
@@ -101,7 +93,6 @@ def test_scores_from_reproduces_the_stored_nb201_correlations():
     assert np.isfinite(d["correlation_vs_val_accuracy"]["default"]["cifar100"]["kendall"])
 
 
-@needs_vit
 def test_default_row_is_bold_in_the_printed_table():
     from rich.console import Console
 

@@ -39,7 +39,7 @@ def host_store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def host_root(tmp_path_factory, host_store) -> Path:
     """A predictor folder holding a host latency model trained on the 287 real host measurements."""
-    from predictors.trained import default_path, train
+    from predictors.latency import default_path, train
 
     root = tmp_path_factory.mktemp("predictors")
     train(MeasurementStore(host_store), "host", method="kernel").save(default_path("host", "latency", root))
@@ -202,8 +202,8 @@ def test_measured_winner_over_budget_is_never_the_winner(tmp_path, host_root, mo
             yield SimpleNamespace(arch_id=c.arch_id, status="ok", median_ms=30.0 if len(calls) == 1 else 5.0,
                                   ci95_rel=0.01, energy_mj=None, error=None)
 
-    monkeypatch.setattr("nas.search._Search._measure_many", fake)
-    monkeypatch.setattr("nas.search._Search._refit", lambda self, cands, done: None)
+    monkeypatch.setattr("nas.search.driver._Search._measure_many", fake)
+    monkeypatch.setattr("nas.search.driver._Search._refit", lambda self, cands, done: None)
     res = run_search(cfg)
     over = calls[0]
     assert res.best is not None and res.best.arch_id != over and res.best.measured_ms == 5.0

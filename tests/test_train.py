@@ -22,7 +22,7 @@ from nas import train as T
 from nas.cli import main
 from nas.common import CommandError
 from nas.train_cli import candidates
-from predictors.results import read_results
+from predictors.accuracy.results import read_results
 from search_space import EdgeViTConfig, build_model
 from search_space.config import ConfigError
 

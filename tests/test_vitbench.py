@@ -1,4 +1,6 @@
-"""ViT-Bench-101 loader and network builders (predictors/vitbench.py)."""
+"""ViT-Bench-101 loader and network builders (public_benchmarks/vitbench.py), and the shipped data
+(public_benchmarks/data.py)."""
+import gzip
 import math
 import re
 
@@ -6,14 +8,11 @@ import pytest
 import timm
 import torch
 
-from predictors.vitbench import (
+from public_benchmarks.data import ENV, SHIPPED, DataFileError, check_shipped, data_path
+from public_benchmarks.vitbench import (
     ACC_KEYS, SPACES, AutoFormerNet, PiTNet, VitBenchRecord, build_autoformer, build_pit,
     build_vitbench, count_params, load_vitbench, vitbench_dir,
 )
-
-DATA = vitbench_dir()
-needs_data = pytest.mark.skipif(not (DATA / "gt_pit.json").exists(),
-                                reason=f"ViT-Bench-101 not found under {DATA} (set EDGEVIT_NAS_SHARED_DATA)")
 
 AF = {"hidden_dim": 192, "depth": 12, "mlp_ratio": [4.0] * 12, "num_heads": [3] * 12}
 PIT_TI = {"base_dim": 32, "mlp_ratio": 4, "depth": [2, 6, 4], "num_heads": [2, 4, 8]}
@@ -118,7 +117,6 @@ def test_other_class_counts_and_mean_vs_cls_pool():
 # ---------------------------------------------------------------------------------- with data
 
 
-@needs_data
 @pytest.mark.parametrize("name", sorted(SPACES))
 def test_every_record_parses(name):
     recs = load_vitbench(name)
@@ -143,14 +141,37 @@ def test_every_record_parses(name):
             assert len(r.arch["depth"]) == len(r.arch["num_heads"]) == 3
 
 
-@needs_data
 def test_data_dir_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("EDGEVIT_NAS_SHARED_DATA", str(DATA.parent))
-    assert vitbench_dir() == DATA
-    assert len(load_vitbench("pit", data_dir=DATA)) == 100
+    # the default is the data shipped with the package (compressed)
+    monkeypatch.delenv(ENV, raising=False)
+    shipped = vitbench_dir()
+    assert shipped == SHIPPED / "vit-bench-101" and (shipped / "gt_pit.json.gz").is_file()
+    monkeypatch.setenv(ENV, str(shipped.parent))
+    assert vitbench_dir() == shipped
+    assert len(load_vitbench("pit", data_dir=shipped.parent)) == 100
+    # an uncompressed copy with the same layout replaces the shipped one, by argument or environment
+    (tmp_path / "vit-bench-101").mkdir()
+    (tmp_path / "vit-bench-101" / "gt_pit.json").write_bytes(gzip.decompress((shipped / "gt_pit.json.gz").read_bytes()))
+    assert load_vitbench("pit", data_dir=tmp_path) == load_vitbench("pit")
+    monkeypatch.setenv(ENV, str(tmp_path))
+    assert vitbench_dir() == tmp_path / "vit-bench-101" and len(load_vitbench("pit")) == 100
+    # a file that is not there: one line naming it
+    with pytest.raises(DataFileError) as e:
+        load_vitbench("autoformer")
+    assert str(tmp_path / "vit-bench-101" / "gt_autoformer.json") in str(e.value) and "\n" not in str(e.value)
 
 
-@needs_data
+def test_shipped_data_match_their_provenance_hashes():
+    """Every shipped file decompresses to the sha256 its folder's PROVENANCE.md records, stays well
+    under 5 MB, and has its LICENSE beside it (``bench/ship_data.py --check`` does the same, and
+    compares with the source when there is one)."""
+    assert check_shipped() == []
+    for folder in ("help", "nb201-zero-cost", "vit-bench-101", "timm-results"):
+        assert (SHIPPED / folder / "LICENSE").is_file() and (SHIPPED / folder / "PROVENANCE.md").is_file()
+    assert all(p.stat().st_size < 5 * 1024 * 1024 for p in SHIPPED.rglob("*") if p.is_file())
+    assert data_path("timm-results", "results-imagenet.csv", root=SHIPPED).name == "results-imagenet.csv.gz"
+
+
 @pytest.mark.parametrize("name", sorted(SPACES))
 def test_sample_builds_and_runs(name):
     recs = load_vitbench(name)
@@ -170,7 +191,6 @@ def test_sample_builds_and_runs(name):
         assert lo < n < hi, (r.arch, n)
 
 
-@needs_data
 def test_first_pit_record_param_count():
     # base_dim 16, heads [2,4,4], depth [2,8,4], ratio 6: widths 32, 64, 64
     r = load_vitbench("pit")[0]

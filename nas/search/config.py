@@ -1,0 +1,105 @@
+"""What defines a search: the settings saved in ``command.json`` so that a resume repeats them."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from search_space.config import ConfigError
+
+__all__ = ["OBJECTIVES", "SAMPLERS", "DEFAULT_TRIALS", "STUDY_DB", "SearchConfig", "new_run_id"]
+
+#: Objective name -> Optuna direction.
+OBJECTIVES: dict[str, str] = {"accuracy": "maximize", "latency": "minimize", "energy": "minimize"}
+SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "gp", "random")
+#: 200 trials: 92 s for ``nas search --device s21 --budget-ms 30`` with the default proxy score on this
+#: project's 2-core machine (bench/search_overhead.py), about 120 distinct feasible candidates.
+DEFAULT_TRIALS = 200
+STUDY_DB = "study.db"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a search; saved in ``command.json`` so that a resume repeats it.
+
+    ``workers``: trials asked per round and scored in parallel (``None``: the Ray cluster's CPUs, 1
+    without Ray). ``storage``: an Optuna storage URL; ``None`` is ``sqlite:///<run_dir>/study.db``.
+    ``proxies``: the accuracy score's proxies (``None``: the default set; ``("params",)`` is an instant
+    analytic score for quick runs). ``seed_presets``: enqueue EdgeViT-XXS/XS/S as the first trials.
+    """
+
+    device: str
+    budget_ms: float | None = None
+    budget_mj: float | None = None
+    objectives: tuple[str, ...] = ("accuracy", "latency")
+    sampler: str = "nsga2"
+    n_trials: int = DEFAULT_TRIALS
+    seed: int = 0
+    workers: int | None = None
+    ray: bool = True
+    ray_address: str | None = None
+    storage: str | None = None
+    study_name: str | None = None
+    run_dir: str | None = None
+    measure_top_k: int = 0
+    proxies: tuple[str, ...] | None = None
+    dataset: str = "imagenet-1k"
+    seed_presets: bool = True
+    population_size: int | None = None
+    predictor_root: str = "runs/predictors"
+    store: str | None = None
+
+    def validate(self) -> "SearchConfig":
+        """Raise :class:`ConfigError` (or ``ProfileError`` for an unknown device) naming the bad field."""
+        from device_farm import get_profile
+
+        get_profile(self.device)
+        for name in ("budget_ms", "budget_mj"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigError(name, v, "must be a number > 0")
+        objs = tuple(self.objectives)
+        bad = [o for o in objs if o not in OBJECTIVES]
+        if bad or len(set(objs)) != len(objs) or "accuracy" not in objs or "latency" not in objs:
+            raise ConfigError("objectives", ",".join(objs), "allowed: accuracy,latency or accuracy,latency,energy")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError("sampler", self.sampler, "allowed: " + ", ".join(SAMPLERS))
+        for name, lo in (("n_trials", 1), ("measure_top_k", 0), ("seed", 0)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < lo:
+                raise ConfigError(name, v, f"must be an integer >= {lo}")
+        for name in ("workers", "population_size"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < (1 if name == "workers" else 2)):
+                raise ConfigError(name, v, f"must be an integer >= {1 if name == 'workers' else 2}")
+        if self.storage and self.storage.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
+            raise ConfigError("storage", self.storage, "must be an Optuna RDB URL: sqlite:///..., postgresql://... or "
+                              "mysql://...")
+        if self.ray_address and not self.ray:
+            raise ConfigError("ray_address", self.ray_address, "needs Ray scoring (ray=True)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["objectives"] = list(self.objectives)
+        d["proxies"] = list(self.proxies) if self.proxies is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["objectives"] = tuple(d.get("objectives", ("accuracy", "latency")))
+        if d.get("proxies") is not None:
+            d["proxies"] = tuple(d["proxies"])
+        return cls(**d)
+
+
+def new_run_id(config: SearchConfig, now: datetime | None = None) -> str:
+    """``<device>-<budget>ms-<UTC time>``, e.g. ``s21-30ms-20261125-101500``."""
+    now = now or datetime.now(timezone.utc)
+    budget = f"-{config.budget_ms:g}ms" if config.budget_ms else ""
+    energy = f"-{config.budget_mj:g}mJ" if config.budget_mj else ""
+    return f"{config.device}{budget}{energy}-{now:%Y%m%d-%H%M%S}"
+

@@ -1,0 +1,177 @@
+"""The run directory's files people read: candidates (CSV, JSON), the Pareto front, the winner, the
+plot and the report. Each is written atomically and regenerated at the end and on resume."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+from search_space.files import atomic_write
+
+from .results import Candidate, SearchResult
+
+__all__ = ["CSV_COLUMNS", "write_outputs", "plot_pareto", "candidate_row", "report_markdown", "md_table"]
+
+CSV_COLUMNS = ("arch_id", "trial", "n_trials", "preset", "score", "score_std", "latency_ms", "latency_std_ms",
+               "energy_mj", "energy_std_mj", "params", "macs", "feasible", "violation", "pareto", "chosen",
+               "measured_ms", "measured_status", "latency_refit_ms", "config")
+
+
+def write_outputs(result: SearchResult) -> None:
+    """Every file of the run directory except the study and ``command.json`` (module docstring)."""
+    d = result.run_dir
+    rows = [c.to_dict() for c in sorted(result.candidates, key=lambda c: c.trial)]
+    atomic_write(d / "candidates.json", json.dumps(rows, indent=1))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({**{k: ("" if v is None else v) for k, v in r.items()}, "config": json.dumps(r["config"])})
+    atomic_write(d / "candidates.csv", buf.getvalue())
+    atomic_write(d / "pareto.json", json.dumps([c.to_dict() for c in result.pareto], indent=1))
+    best = d / "best.json"
+    if result.best is not None:
+        atomic_write(best, result.best.cfg.to_json())
+    elif best.exists():
+        best.unlink()  # a resume with measurements may find that nothing is feasible any more
+    try:
+        atomic_write(d / "pareto.png", plot_pareto(result))
+    except ImportError:
+        result.notes.append("pareto.png not drawn: matplotlib is not installed (pip install matplotlib)")
+    atomic_write(d / "report.md", report_markdown(result))
+
+
+def plot_pareto(result: SearchResult) -> bytes:
+    """The scored candidates, the feasible front with latency error bars, the budget and the presets (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = result.config
+    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
+    cands = result.candidates
+    infeas = [c for c in cands if not c.feasible]
+    feas = [c for c in cands if c.feasible]
+    if infeas:
+        ax.scatter([c.effective_latency_ms for c in infeas], [c.score for c in infeas], s=10, c="0.75",
+                   label="infeasible")
+    if feas:
+        ax.scatter([c.effective_latency_ms for c in feas], [c.score for c in feas], s=12, c="tab:blue", alpha=0.6,
+                   label="feasible")
+    if result.pareto:
+        xs = [c.effective_latency_ms for c in result.pareto]
+        ax.errorbar(xs, [c.score for c in result.pareto], xerr=[c.latency_std_ms for c in result.pareto],
+                    fmt="-o", c="tab:orange", ms=4, lw=1.2, elinewidth=0.8, label="Pareto front (± latency std)")
+    for c in cands:
+        if c.measured_ms is not None and c.measured_status == "ok":
+            ax.annotate("", xy=(c.measured_ms, c.score), xytext=(c.latency_ms, c.score),
+                        arrowprops={"arrowstyle": "->", "color": "k", "lw": 0.8})
+    if any(c.measured_ms is not None for c in cands):
+        ax.plot([], [], "k-", lw=0.8, label="predicted -> measured")
+    for name, p in result.presets.items():
+        ax.scatter([p.latency_ms], [p.score], marker="*", s=160, c="tab:red", edgecolors="k", zorder=5)
+        ax.annotate(name.replace("edgevit_", "EdgeViT-").upper().replace("EDGEVIT", "EdgeViT"),
+                    (p.latency_ms, p.score), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    if result.presets:
+        ax.scatter([], [], marker="*", s=80, c="tab:red", edgecolors="k", label="official EdgeViT (predicted)")
+    if result.best is not None:
+        b = result.best
+        ax.scatter([b.effective_latency_ms], [b.score], s=120, facecolors="none", edgecolors="tab:green", lw=2,
+                   zorder=6, label=f"chosen {b.arch_id}")
+    if cfg.budget_ms is not None:
+        ax.axvline(cfg.budget_ms, ls="--", c="k", lw=0.8, label=f"budget {cfg.budget_ms:g} ms")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"latency on {cfg.device} (ms, predicted unless measured)")
+    ax.set_ylabel(f"accuracy score ({result.accuracy_unit})")
+    ax.set_title(f"{result.run_dir.name}: {len(cands)} candidates, {result.n_trials} trials, {cfg.sampler}", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _fmt(v: float | None, spec: str = ".2f") -> str:
+    return "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def candidate_row(c: Candidate) -> dict[str, str]:
+    """The columns people see for a candidate (report and terminal table)."""
+    return {
+        "id": c.arch_id + (f" ({c.preset})" if c.preset else ""),
+        "score": _fmt(c.score, ".3f") + (f" ± {_fmt(c.score_std, '.3f')}" if _fmt(c.score_std) else ""),
+        "latency ms": f"{c.latency_ms:.2f} ± {c.latency_std_ms:.2f}",
+        "measured ms": _fmt(c.measured_ms) if c.measured_status in (None, "ok") else str(c.measured_status),
+        "energy mJ": _fmt(c.energy_mj) if c.energy_mj is not None else "unknown",
+        "params M": f"{c.params / 1e6:.2f}",
+        "GMACs": f"{c.macs / 1e9:.3f}",
+        "res": str(c.cfg.resolution),
+        "depths": "-".join(str(x) for x in c.cfg.depths),
+        "widths": "-".join(str(x) for x in c.cfg.widths),
+    }
+
+
+def md_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "(none)\n"
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(r[c] for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def report_markdown(result: SearchResult) -> str:
+    cfg = result.config
+    budgets = ", ".join(x for x in (f"{cfg.budget_ms:g} ms" if cfg.budget_ms else "",
+                                    f"{cfg.budget_mj:g} mJ" if cfg.budget_mj else "") if x) or "none"
+    t = result.timings
+    out = [f"# Search {result.run_dir.name}\n",
+           f"- device: **{cfg.device}**; budget: **{budgets}**; objectives: {', '.join(cfg.objectives)}",
+           f"- latency calibration: {result.calibration}",
+           f"- {result.accuracy}",
+           f"- {result.energy}",
+           f"- sampler {cfg.sampler} (seed {cfg.seed}, population {cfg.population_size}), {result.n_trials} trials, "
+           f"{len(result.candidates)} distinct candidates, {len(result.feasible)} feasible; workers {cfg.workers} "
+           f"({'Ray' if cfg.ray else 'in-process'})",
+           f"- time: search {t.get('search', 0):.1f} s (scoring {t.get('score', 0):.1f} s, driver "
+           f"{t.get('ask', 0) + t.get('tell', 0):.1f} s), models {t.get('models', 0):.1f} s"
+           + (f", measurement {t['measure']:.1f} s" if t.get("measure") else ""),
+           "- files: command.json, study.db (optuna-dashboard sqlite:///study.db), candidates.csv/json, pareto.json, "
+           "best.json, pareto.png\n"]
+    out.append("## Chosen model\n")
+    if result.best is not None:
+        b = result.best
+        lat = f"measured {b.measured_ms:.2f} ms" if b.measured_ms is not None and b.measured_status == "ok" else \
+            f"predicted {b.latency_ms:.2f} ± {b.latency_std_ms:.2f} ms"
+        out.append(f"`{b.arch_id}` (trial {b.trial}): score {b.score:.3f}, {lat}, {b.params / 1e6:.2f} M params, "
+                   f"{b.macs / 1e9:.3f} GMACs, resolution {b.cfg.resolution}, depths {b.cfg.depths}, widths "
+                   f"{b.cfg.widths}. Configuration: `best.json`.\n")
+    elif result.fastest is not None:
+        f = result.fastest
+        out.append(f"No candidate meets the budget. The fastest found is `{f.arch_id}` at {f.effective_latency_ms:.2f} ms "
+                   f"(score {f.score:.3f}); raise the budget to at least that.\n")
+    out.append("## Pareto front (feasible)\n")
+    out.append(md_table([candidate_row(c) for c in result.pareto]))
+    if result.presets:
+        out.append("\n## Official EdgeViT presets under the same models\n")
+        out.append(md_table([{"preset": n, **candidate_row(c), "feasible": "yes" if c.feasible else "no"}
+                              for n, c in result.presets.items()]))
+    if result.measured:
+        out.append("\n## Predicted against measured\n")
+        rows = []
+        for d in result.measured:
+            err = (f"{(d['predicted_ms'] - d['median_ms']) / d['median_ms']:+.1%}" if d.get("median_ms") else "")
+            rows.append({"id": d["arch_id"], "status": d["status"], "predicted ms": _fmt(d["predicted_ms"]),
+                         "refit ms": _fmt(d.get("refit_ms")), "measured ms": _fmt(d.get("median_ms")),
+                         "prediction error": err,
+                         "within budget": ("" if cfg.budget_ms is None or not d.get("median_ms") else
+                                           "yes" if d["median_ms"] <= cfg.budget_ms else "no")})
+        out.append(md_table(rows))
+    if result.notes:
+        out.append("\n## Notes\n")
+        out += [f"- {n}" for n in result.notes]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,125 @@
+"""One question for the search: "how fast is this candidate on device X, and how sure are we?".
+
+A device's model (:class:`~predictors.latency.device_model.DeviceModel`, in
+``runs/predictors/<device>-latency.json``) comes from the best source it has:
+
+1. **measured**: trained on the device's own measurements (``nas predictor train``);
+2. **few-shot**: calibrated from about 20 measurements against other devices' models
+   (``nas farm calibrate``, :mod:`predictors.latency.fewshot`);
+3. **nn-meter**: for phones not yet measured, nn-Meter's block-latency tables mapped onto EdgeViT's
+   sub-blocks (:mod:`predictors.latency.phone`), fitted on first use and saved.
+
+Loading is a registry lookup of the saved estimator's kind, never a switch on strings. Every answer
+carries its provenance and the device's calibration status, which ``nas search`` prints.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from device_farm import Measurement, get_profile, load_profiles
+from search_space import EdgeViTConfig
+
+from ..base import ModelFileError
+from .device_model import DeviceModel, NoDataError, default_path
+from .fewshot import FewShotAdapter, calibration_set
+
+__all__ = ["load_device_model", "fit_phone_model", "available_devices", "calibrate_device"]
+
+
+def fit_phone_model(device: str, root: str | os.PathLike = "runs/predictors") -> Path:
+    """Fit the nn-Meter block model of a phone and save it as the device's latency model."""
+    from .phone import fit_phone
+
+    profile = get_profile(device)
+    if profile.calibration.get("source") != "nn-meter":
+        raise NoDataError(f"device {device}: no nn-Meter calibration data; measure it with 'nas farm sample --device {device}'")
+    est = fit_phone(device)
+    model = DeviceModel(device=device, target="latency", estimator=est, source="nn-meter",
+                        provenance=(f"nn-Meter block latencies measured on {profile.calibration.get('measured_on', '')} "
+                                    f"mapped onto EdgeViT sub-blocks ({profile.calibration.get('provenance', '')})"))
+    return model.save(default_path(device, "latency", root))
+
+
+def load_device_model(device: str, root: str | os.PathLike = "runs/predictors", fit_missing: bool = True,
+                      target: str = "latency") -> DeviceModel:
+    """The device's saved model from ``root``; a phone's block model is fitted on first use (and refitted
+    when the saved one was written by another version of this package)."""
+    profile = get_profile(device)  # unknown ids fail here with the list of known ones
+    path = default_path(device, target, root)
+    derivable = target == "latency" and fit_missing and profile.calibration.get("source") == "nn-meter"
+    if not path.exists():
+        if derivable:
+            fit_phone_model(device, root)
+        elif target == "energy":
+            raise NoDataError(f"device {device}: no energy predictor at {path}; 'nas predictor train --device "
+                              f"{device} --target energy' explains what provides one")
+        else:
+            raise NoDataError(f"device {device}: no latency predictor at {path}; run 'nas farm sample --device {device} "
+                              f"-n 300' then 'nas predictor train --device {device}'")
+    try:
+        model = DeviceModel.load(path)
+    except ModelFileError:
+        if not derivable:
+            raise
+        fit_phone_model(device, root)  # rebuilt from the shipped table
+        model = DeviceModel.load(path)
+    if model.device != device or model.target != target:
+        raise ModelFileError(f"predictor {path}: holds {model.device} {model.target}, not {device} {target}")
+    return model
+
+
+def available_devices(root: str | os.PathLike = "runs/predictors", exclude: str | None = None) -> list[str]:
+    """Devices whose latency model exists in ``root`` or can be fitted from shipped calibration data."""
+    out = []
+    for dev, prof in sorted(load_profiles().items()):
+        if dev == exclude:
+            continue
+        if default_path(dev, "latency", root).exists() or prof.calibration.get("source") == "nn-meter":
+            out.append(dev)
+    return out
+
+
+def calibrate_device(device: str, farm, n: int = 20, seed: int = 0, root: str | os.PathLike = "runs/predictors",
+                     on_result: Callable[[Measurement, int, int], None] | None = None,
+                     bases: list[str] | None = None) -> tuple[Path, FewShotAdapter]:
+    """Measure the calibration set on ``device`` and save a few-shot latency model for it.
+
+    Returns the saved path and the fitted :class:`~predictors.latency.fewshot.FewShotAdapter`. Base
+    models are every other device with a model (measured, nn-Meter or few-shot), never one built on
+    ``device`` itself; they are saved inside the adapter, so later changes to them do not silently
+    change what the adapter learned against.
+    """
+    if n < 10:
+        raise ValueError(f"n={n}: needs >= 10 (the reference set) and at most a few dozen")
+    profile = get_profile(device)
+    names = bases if bases is not None else available_devices(root, exclude=device)
+    if device in names:
+        raise ValueError(f"bases: must not contain the device being calibrated ({device})")
+    cfgs = calibration_set(n, seed)
+    measured: list[tuple[EdgeViTConfig, float]] = []
+    for i, cfg in enumerate(cfgs):
+        m = farm.measure(cfg, profile)
+        if on_result:
+            on_result(m, i + 1, len(cfgs))
+        if m.status == "ok":
+            measured.append((cfg, m.median_ms))
+    if len(measured) < 5:
+        raise NoDataError(f"device {device}: only {len(measured)} of {len(cfgs)} calibration measurements succeeded")
+    models = {b: load_device_model(b, root) for b in names}
+    models = {b: m for b, m in models.items() if not _built_on(m, device)}
+    if not models:
+        raise NoDataError(f"device {device}: no other device has a latency model to calibrate against")
+    adapter = FewShotAdapter(bases={b: m.estimator for b, m in models.items()}).fit(
+        [c for c, _ in measured], [y for _, y in measured])
+    model = DeviceModel(device=device, target="latency", estimator=adapter, source="few-shot",
+                        provenance=(f"few-shot over {', '.join(sorted(models))}; calibrated on {len(measured)} "
+                                    f"measurements, seed {seed}"), n_measurements=len(measured))
+    return model.save(default_path(device, "latency", root)), adapter
+
+
+def _built_on(model: DeviceModel, device: str) -> bool:
+    """Whether ``model`` rests on ``device``'s own measurements (a few-shot model with it as a base)."""
+    est = model.estimator
+    return isinstance(est, FewShotAdapter) and device in (est.bases or {})

@@ -1,0 +1,373 @@
+"""A phone's latency model: block regressors composed over the mapped parts of a candidate.
+
+Fitted on a phone's measured blocks (``fit(blocks, y)``: nn-Meter table keys or
+:class:`~predictors.latency.phone.blocks.BlockSpec`, latencies in ms), it predicts whole EdgeViT
+candidates (``predict(cfgs) -> (mean, std)``) by cutting each into parts
+(:mod:`~predictors.latency.phone.mapping`) and pricing each part with the regressor of its block
+type, or with the rate model where no block type covers it.
+
+Uncertainty: a part's relative std is the held-out RMS log error of its regressor; when the query
+lies outside the measured range of a feature, the error of the matching extrapolation split, scaled
+up by how much further (in log distance) the query lies beyond the range than that split's test
+values did. Added in quadrature: 5 % for direct parts (activation and bias differences; a
+judgment), 15 % for approximate parts, and for attention the measured one-step v_scale
+extrapolation error. Parts sharing a (block type, provenance) have correlated errors and are
+summed linearly; groups are combined in quadrature. The sum of block
+latencies ignores inter-block effects (nn-Meter's premise); nothing here was measured on a phone by
+this project.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from sklearn.linear_model import LinearRegression
+
+from search_space import EdgeViTConfig
+from search_space.files import FileFormatError, read_json, write_json
+
+from ...base import LatencyEstimator, ModelFileError, check_configs, check_targets, fitted, register, state_number
+from ...metrics import regression_metrics
+from .blocks import BLOCK_TYPES, IGNORED_KEYS, BlockSpec, block_work, format_number, parse_key
+from .mapping import PROVENANCES, map_candidate
+from .regressors import EXTRAPOLATION_SPLITS, BlockRegressor, RateModel, extrapolation_split, feature_value, random_split
+from .tables import check_device, load_table
+
+__all__ = ["APPROX_SIGMA", "DIRECT_SIGMA", "PartPrediction", "PhonePrediction", "PhoneLatencyPredictor",
+           "table_blocks", "fit_phone", "predict_phone_latency", "predict_phone_latency_batch"]
+
+#: Relative mapping uncertainty added (in quadrature) to approximate parts. A judgment, not measured.
+APPROX_SIGMA = 0.15
+#: Relative uncertainty added (in quadrature) to direct parts for the operator differences a direct
+#: mapping keeps (GELU for h-swish, biases, EdgeViT's exporter against nn-Meter's Keras graph). A judgment.
+DIRECT_SIGMA = 0.05
+
+
+@dataclass(frozen=True)
+class PartPrediction:
+    half_block: str
+    ms: float
+    provenance: str
+    block_type: str
+    part: str = ""
+    std_ms: float = 0.0
+    extrapolated: bool = False
+    detail: str = ""
+    ops: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PhonePrediction:
+    device_id: str
+    arch_id: str
+    total_ms: float
+    std_ms: float
+    parts: tuple[PartPrediction, ...] = field(default_factory=tuple)
+
+    def share(self) -> dict[str, float]:
+        """Fraction of the total predicted from direct / approximate / transferred parts."""
+        out = dict.fromkeys(PROVENANCES, 0.0)
+        for p in self.parts:
+            out[p.provenance] += p.ms
+        return {k: v / self.total_ms for k, v in out.items()}
+
+    def half_blocks(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for p in self.parts:
+            out[p.half_block] = out.get(p.half_block, 0.0) + p.ms
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["parts"] = [asdict(p) for p in self.parts]
+        return d
+
+
+@register
+class PhoneLatencyPredictor(LatencyEstimator):
+    """Block regressors, held-out and extrapolation reports, and the EdgeViT mapping for one phone.
+
+    ``fit(blocks, y)``: the phone's measured blocks (table keys or :class:`BlockSpec`) and their
+    latencies in ms (:func:`fit_phone` reads a shipped table). ``predict(cfgs)``: whole candidates,
+    ``(mean, std)`` in ms; :meth:`predict_parts` gives the parts with their provenance.
+    ``refit_full``: after the held-out evaluation, refit the chosen kind on every row (the evaluated
+    model is the 80 % one). ``device_id`` only labels the predictions.
+    """
+
+    kind = "phone-blocks"
+
+    def __init__(self, device_id: str = "s21", model: str = "auto", test_size: float = 0.2, random_state: int = 0,
+                 extrapolation: bool = True, refit_full: bool = True, block_types: Sequence[str] = BLOCK_TYPES,
+                 n_estimators: int = 150):
+        self.device_id = device_id
+        self.model = model
+        self.test_size = test_size
+        self.random_state = random_state
+        self.extrapolation = extrapolation
+        self.refit_full = refit_full
+        self.block_types = block_types
+        self.n_estimators = n_estimators
+
+    def _reg(self, btype: str, model: str) -> BlockRegressor:
+        return BlockRegressor(btype, model=model, random_state=self.random_state, n_estimators=self.n_estimators)
+
+    def fit(self, blocks: Sequence[BlockSpec | str], y: Sequence[float]) -> "PhoneLatencyPredictor":
+        for t in self.block_types:
+            if t not in BLOCK_TYPES:
+                raise ValueError(f"block_types={t!r}: allowed: {', '.join(BLOCK_TYPES)}")
+        specs_all = [parse_key(b) if isinstance(b, str) else b for b in blocks]
+        y_all = check_targets(y, len(specs_all))
+        by_type: dict[str, list[tuple[BlockSpec, float]]] = {t: [] for t in BLOCK_TYPES}
+        for spec, v in zip(specs_all, y_all):
+            if not isinstance(spec, BlockSpec):
+                raise TypeError(f"blocks: expected table keys or BlockSpec, got {type(spec).__name__}")
+            by_type[spec.type].append((spec, float(v)))
+        self.regressors_: dict[str, BlockRegressor] = {}
+        self.heldout_: dict[str, dict[str, Any]] = {}
+        self.extrapolation_: dict[str, dict[str, Any]] = {}
+        self.sigma_: dict[str, dict[str, float]] = {}
+        pooled_tr: list[tuple[BlockSpec, float]] = []
+        pooled_te: list[tuple[BlockSpec, float]] = []
+
+        def baseline(specs_tr, y_tr, specs_te, y_te):
+            w_tr = [block_work(s) for s in specs_tr]
+            w_te = [block_work(s) for s in specs_te]
+            X_tr = np.array([[w.macs, w.params] for w in w_tr])
+            X_te = np.array([[w.macs, w.params] for w in w_te])
+            lin = LinearRegression().fit(X_tr, y_tr)
+            m = regression_metrics(y_te, np.maximum(lin.predict(X_te), 1e-6)).as_dict()
+            macs = regression_metrics(y_te, np.array([w.macs for w in w_te]))
+            return m, {"kendall_tau": macs.kendall_tau, "spearman": macs.spearman}
+
+        for t in self.block_types:
+            rows = by_type[t]
+            if not rows:
+                continue
+            specs = [s for s, _ in rows]
+            y = np.array([v for _, v in rows])
+            tr, te = random_split(len(y), self.test_size, self.random_state)
+            reg = self._reg(t, self.model).fit([specs[i] for i in tr], y[tr])
+            pred = reg.predict([specs[i] for i in te])
+            lin_m, rank = baseline([specs[i] for i in tr], y[tr], [specs[i] for i in te], y[te])
+            self.heldout_[t] = {"kind": reg.kind_, "n_train": int(len(tr)),
+                                "model": regression_metrics(y[te], pred).as_dict(),
+                                "linear_macs_params": lin_m, "macs_rank": rank, "validation": reg.validation_}
+            pooled_tr += [rows[i] for i in tr]
+            pooled_te += [rows[i] for i in te]
+            sig = {"random": self.heldout_[t]["model"]["rms_log"]}
+            if self.extrapolation:
+                self.extrapolation_[t] = {}
+                for feat, direction in EXTRAPOLATION_SPLITS[t]:
+                    etr, ete = extrapolation_split([feature_value(s, feat) for s in specs], direction)
+                    if len(ete) == 0 or len(etr) < 2:
+                        continue
+                    ereg = self._reg(t, reg.kind_).fit([specs[i] for i in etr], y[etr])
+                    em = regression_metrics(y[ete], ereg.predict([specs[i] for i in ete])).as_dict()
+                    elin, erank = baseline([specs[i] for i in etr], y[etr], [specs[i] for i in ete], y[ete])
+                    held = sorted({feature_value(specs[i], feat) for i in ete})
+                    trained = [feature_value(specs[i], feat) for i in etr]
+                    bound = max(trained) if direction == "max" else min(trained)
+                    far = held[-1] if direction == "max" else held[0]
+                    self.extrapolation_[t][f"{feat}_{direction}"] = {
+                        "held_out_values": [format_number(v) for v in held], "train_bound": bound, "far": far,
+                        "model": em, "linear_macs_params": elin, "macs_rank": erank}
+                    sig[f"{feat}_{direction}"] = em["rms_log"]
+            self.sigma_[t] = sig
+            self.regressors_[t] = self._reg(t, reg.kind_).fit(specs, y) if self.refit_full else reg
+        if not self.regressors_:
+            raise ValueError(f"blocks: none of the block types {', '.join(self.block_types)}")
+        # rate model: held-out on the pooled split of its block types, transfer to the others, refit on all
+        rm = RateModel().fit([s for s, _ in pooled_tr], [v for _, v in pooled_tr])
+        te_specs = [s for s, _ in pooled_te]
+        te_y = np.array([v for _, v in pooled_te])
+        te_pred = rm.predict(te_specs)
+        on_fitted = [i for i, s in enumerate(te_specs) if s.type in rm.block_types]
+        self.rate_heldout_ = {}
+        if on_fitted:
+            m = regression_metrics(te_y[on_fitted], te_pred[on_fitted]).as_dict()
+            m["bias_log"] = float(np.mean(np.log(te_pred[on_fitted] / te_y[on_fitted])))
+            self.rate_heldout_["fitted_types"] = m
+        for t in self.block_types:
+            idx = [i for i, s in enumerate(te_specs) if s.type == t]
+            if idx:
+                m = regression_metrics(te_y[idx], te_pred[idx]).as_dict()
+                m["bias_log"] = float(np.mean(np.log(te_pred[idx] / te_y[idx])))
+                self.rate_heldout_[t] = m
+        # Transferred parts are token-wise LayerNorms, adds, Linear/1x1 convs and depthwise convs: the
+        # rate model's error on transffn (LayerNorm, Linear, h-swish, add on tokens; not fitted on)
+        # measures that transfer; the held-out error on its own block types is the floor.
+        cands = [self.rate_heldout_[k]["rms_log"] for k in ("fitted_types", "transffn") if k in self.rate_heldout_]
+        self.transfer_sigma_ = float(max(cands)) if cands else 0.5
+        all_rows = [r for t in self.block_types for r in by_type[t]]
+        self.rate_ = RateModel().fit([s for s, _ in all_rows], [v for _, v in all_rows]) if self.refit_full else rm
+        self.n_keys_ = int(sum(len(by_type[t]) for t in self.block_types))
+        return self
+
+    # -- uncertainty of one measured-type query
+    def _sigma(self, spec: BlockSpec) -> tuple[float, bool]:
+        """Relative std of one block prediction and whether it extrapolates.
+
+        Inside the measured ranges: the random-split RMS log error. Outside: the error of the
+        matching extrapolation split, scaled up by how much further the query lies beyond the
+        fitted range than that split's farthest test value lay beyond its training range (in log
+        distance; never scaled down). With no matching split, the largest error of the type.
+        """
+        reg = self.regressors_[spec.type]
+        sig = self.sigma_.get(spec.type, {})
+        ext = self.extrapolation_.get(spec.type, {})
+        s = sig.get("random", 0.1)
+        oor = reg.out_of_range(spec)
+        for feat, direction in oor:
+            name = f"{feat}_{direction}"
+            if name not in sig:
+                s = max(s, max(sig.values()) if sig else 0.3)
+                continue
+            lo, hi = reg.ranges_[feat]
+            v = feature_value(spec, feat)
+            e = ext.get(name, {})
+            bound, far = e.get("train_bound"), e.get("far")
+            factor = 1.0
+            if bound and far and bound > 0 and far > 0 and v > 0 and far != bound:
+                edge = hi if direction == "max" else lo
+                factor = max(1.0, abs(math.log(v / edge)) / abs(math.log(far / bound)))
+            s = max(s, sig[name] * factor)
+        return s, bool(oor)
+
+    def predict_blocks(self, specs_or_keys: Iterable[BlockSpec | str]) -> np.ndarray:
+        """Predicted latency (ms) of measured-type blocks (specs or table keys)."""
+        fitted(self)
+        specs = [parse_key(s) if isinstance(s, str) else s for s in specs_or_keys]
+        out = np.zeros(len(specs))
+        for t in {s.type for s in specs}:
+            idx = [i for i, s in enumerate(specs) if s.type == t]
+            if t not in self.regressors_:
+                raise ValueError(f"block type={t!r}: not fitted; fitted: {', '.join(self.regressors_)}")
+            out[idx] = self.regressors_[t].predict([specs[i] for i in idx])
+        return out
+
+    def predict(self, cfgs: Sequence[EdgeViTConfig]) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted whole-network latency (ms) of each candidate and its standard deviation."""
+        preds = self.predict_parts(cfgs)
+        return np.array([p.total_ms for p in preds]), np.array([p.std_ms for p in preds])
+
+    def predict_parts(self, cfgs: Sequence[EdgeViTConfig]) -> list[PhonePrediction]:
+        """Per-part predictions with provenance. Batched: one regressor call per block type over all
+        parts of all configurations."""
+        fitted(self)
+        cfgs = check_configs(cfgs)
+        mapped = [map_candidate(c) for c in cfgs]
+        flat = [(ci, p) for ci, parts in enumerate(mapped) for p in parts]
+        queries = [p.spec for _, p in flat if p.spec is not None]
+        block_ms = iter(self.predict_blocks(queries)) if queries else iter(())
+        trans_idx = [k for k, (_, p) in enumerate(flat) if p.spec is None]
+        trans_ms = self.rate_.predict_work([flat[k][1].work for k in trans_idx]) if trans_idx else np.zeros(0)
+        trans_map = dict(zip(trans_idx, trans_ms))
+        rate_sigma = self.transfer_sigma_
+        v_sigma = self.sigma_.get("transattn", {}).get("v_scale_min", 0.0)
+        results: list[list[PartPrediction]] = [[] for _ in cfgs]
+        for k, (ci, p) in enumerate(flat):
+            if p.spec is None:
+                ms = float(max(trans_map[k], 0.0))
+                sig, extrap = rate_sigma, False
+            else:
+                ms = float(next(block_ms)) * p.scale
+                v_min = self.regressors_[p.spec.type].ranges_["v_scale"][0]
+                if p.spec.type == "transattn" and p.spec.v_scale < v_min:
+                    # v_scale = 1 is always one step below the grid: its error is the measured
+                    # one-step error (v_scale_min split), added once; hw / C decide "extrapolated".
+                    sig, extrap = self._sigma(replace(p.spec, v_scale=v_min))
+                    sig = math.hypot(sig, v_sigma)
+                else:
+                    sig, extrap = self._sigma(p.spec)
+                if p.provenance == "approximate":
+                    sig = math.hypot(sig, APPROX_SIGMA)
+                elif p.provenance == "direct":
+                    sig = math.hypot(sig, DIRECT_SIGMA)
+            results[ci].append(PartPrediction(p.half_block, ms, p.provenance, p.block_type, p.part, ms * sig, extrap,
+                                              p.detail, p.ops))
+        out = []
+        for cfg, parts in zip(cfgs, results):
+            total = float(sum(p.ms for p in parts))
+            groups: dict[tuple[str, str], float] = {}
+            for p in parts:
+                groups[(p.block_type, p.provenance)] = groups.get((p.block_type, p.provenance), 0.0) + p.std_ms
+            std = float(math.sqrt(sum(v * v for v in groups.values())))
+            out.append(PhonePrediction(self.device_id, cfg.arch_id, total, std, tuple(parts)))
+        return out
+
+    def describe(self) -> str:
+        kinds = ", ".join(f"{t} {r.kind_}" for t, r in self.regressors_.items())
+        return (f"nn-Meter block regressors of {self.device_id} on {self.n_keys_} measured blocks ({kinds}), "
+                "EdgeViT parts mapped direct / approximate / transferred")
+
+    # -- persistence
+    def _get_state(self) -> dict[str, Any]:
+        return {"n_keys": self.n_keys_, "regressors": {t: r.to_dict() for t, r in self.regressors_.items()},
+                "heldout": self.heldout_, "extrapolation": self.extrapolation_, "sigma": self.sigma_,
+                "rate": self.rate_.to_dict(), "rate_heldout": self.rate_heldout_,
+                "transfer_sigma": self.transfer_sigma_}
+
+    def _set_state(self, d: Mapping[str, Any]) -> None:
+        self.n_keys_ = int(state_number(d, "n_keys", 1, 1e8))
+        regs = d["regressors"]
+        if not isinstance(regs, dict) or not regs or not set(regs) <= set(BLOCK_TYPES):
+            raise ModelFileError(f"regressors: expected a JSON object keyed by block types ({', '.join(BLOCK_TYPES)})")
+        self.regressors_ = {t: BlockRegressor.from_dict(r) for t, r in regs.items()}
+        self.heldout_, self.extrapolation_ = dict(d["heldout"]), dict(d["extrapolation"])
+        self.sigma_ = {}
+        for t, v in dict(d["sigma"]).items():
+            self.sigma_[t] = {k: state_number(v, k, 0.0, 1e3) for k in v}
+        for t, e in self.extrapolation_.items():
+            for name, rec in e.items():
+                for k in ("train_bound", "far"):
+                    state_number(rec, k, 0.0, 1e9)
+        self.rate_ = RateModel.from_dict(d["rate"])
+        self.rate_heldout_ = dict(d["rate_heldout"])
+        self.transfer_sigma_ = state_number(d, "transfer_sigma", 0.0, 1e3)
+
+
+# ----------------------------------------------------------------------------------------- entry points
+def table_blocks(device_id: str) -> tuple[list[str], list[float]]:
+    """The keys and latencies (ms) of a phone's shipped block table, ready for ``fit``."""
+    table = load_table(device_id)
+    keys = [k for k in table if k not in IGNORED_KEYS]
+    return keys, [table[k] for k in keys]
+
+
+def fit_phone(device_id: str, **params: Any) -> PhoneLatencyPredictor:
+    """A phone's block model fitted on its shipped nn-Meter table (about half a minute on 2 cores)."""
+    return PhoneLatencyPredictor(device_id, **params).fit(*table_blocks(device_id))
+
+
+@functools.lru_cache(maxsize=None)
+def _fitted(device_id: str, cache_dir: str | None) -> PhoneLatencyPredictor:
+    path = Path(cache_dir) / f"phone_{device_id}.json" if cache_dir else None
+    if path is not None and path.is_file():
+        try:
+            return PhoneLatencyPredictor.from_dict(read_json(path, what="phone model"))
+        except (ModelFileError, FileFormatError):
+            pass  # an older or broken cache: fit again and replace it
+    pred = fit_phone(device_id)
+    if path is not None:
+        write_json(path, pred.to_dict())
+    return pred
+
+
+def predict_phone_latency(cfg: EdgeViTConfig, device_id: str = "s21", cache_dir: str | None = None) -> PhonePrediction:
+    """Predicted latency of ``cfg`` on a phone (``s21``, ``pixel4``, ``pixel1``), per half-block with provenance.
+
+    The first call per device fits its predictor (seconds); ``cache_dir`` keeps the fitted
+    predictor as JSON (a cache from another version is refitted).
+    """
+    check_device(device_id)
+    return _fitted(device_id, cache_dir).predict_parts([cfg])[0]
+
+
+def predict_phone_latency_batch(cfgs: Sequence[EdgeViTConfig], device_id: str = "s21",
+                                cache_dir: str | None = None) -> list[PhonePrediction]:
+    check_device(device_id)
+    return _fitted(device_id, cache_dir).predict_parts(list(cfgs))
