@@ -5,6 +5,11 @@ IQR, coefficient of variation), the 95% confidence half-width of the median rela
 repeats behind it, the candle (reference model) timings around it, and the environment it was taken
 in. ``status`` says whether a predictor may learn from it: ``ok``, ``disturbed`` (kept for the
 record, never used as a clean value) or ``failed`` (with its ``error``).
+
+Two latencies are kept side by side: ``median_ms``, the raw median of the candidate's timings, and
+``norm_ms``, the candidate/candle ratio times the device's fixed reference candle, which cancels
+what changes the whole machine's speed between runs (``bench/farm_noise.py`` measures how much better
+it repeats). :attr:`Measurement.latency_ms` is the one predictors learn: ``norm_ms`` where it exists.
 """
 from __future__ import annotations
 
@@ -77,7 +82,8 @@ class Measurement:
     ci95_rel: float | None = None
     repeats: int | None = None
     candle_ms: float | None = None
-    candle_ratio: float | None = None  # median_ms / candle_ms: drift-cancelled latency
+    candle_ratio: float | None = None  # candidate / candle time, interleaved: the drift-cancelled latency
+    norm_ms: float | None = None  # candle_ratio x the device's reference candle (store): the latency predictors learn
     energy_mj: float | None = None
     energy_source: str | None = None  # sensor that measured it; None: energy unavailable
     error: str | None = None
@@ -92,6 +98,11 @@ class Measurement:
 
     def key(self) -> tuple:
         return tuple(getattr(self, k) for k in KEY_FIELDS)
+
+    @property
+    def latency_ms(self) -> float | None:
+        """The latency predictors learn: the drift-normalised one where it exists, else the raw median."""
+        return self.norm_ms if self.norm_ms is not None else self.median_ms
 
     def with_stats(self, stats: LatencyStats) -> "Measurement":
         for f in fields(stats):

@@ -23,14 +23,14 @@ from typing import Any, Iterable, Iterator
 
 from .measurement import KEY_FIELDS, Measurement
 
-__all__ = ["DEFAULT_STORE", "MeasurementStore", "StoreError"]
+__all__ = ["DEFAULT_STORE", "MeasurementStore", "StoreError", "export_op_profiles", "import_op_profiles"]
 
 DEFAULT_STORE = Path(os.environ.get("EDGEVIT_NAS_STORE", "runs/farm/measurements.sqlite"))
 
 _COLUMNS = [f.name for f in fields(Measurement)]
 _JSON_COLUMNS = ("env", "config")
 _TYPES = {"threads": "INTEGER", "repeats": "INTEGER"}
-_REAL = {"median_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "ci95_rel", "candle_ms", "candle_ratio", "energy_mj"}
+_REAL = {"median_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "ci95_rel", "candle_ms", "candle_ratio", "norm_ms", "energy_mj"}
 
 
 class StoreError(ValueError):
@@ -50,6 +50,13 @@ def _ddl() -> str:
     )
 
 
+_REF_DDL = """
+CREATE TABLE IF NOT EXISTS candle_references (
+  device TEXT NOT NULL, runtime_version TEXT NOT NULL, threads INTEGER NOT NULL, candle TEXT NOT NULL,
+  candle_ms REAL NOT NULL, created_at TEXT NOT NULL DEFAULT (datetime('now')),
+  PRIMARY KEY (device, runtime_version, threads, candle)
+)"""
+
 _OPS_DDL = """
 CREATE TABLE IF NOT EXISTS op_profiles (
   arch_id TEXT NOT NULL, device TEXT NOT NULL, runtime_version TEXT NOT NULL, threads INTEGER NOT NULL,
@@ -66,7 +73,12 @@ class MeasurementStore:
         with closing(self._connect()) as con, con:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute(_ddl())
+            have = {r[1] for r in con.execute("PRAGMA table_info(measurements)")}
+            for c in _COLUMNS:  # a store written by an older version gains the new columns, empty
+                if c not in have:
+                    con.execute(f"ALTER TABLE measurements ADD COLUMN {c} {_TYPES.get(c, 'REAL' if c in _REAL else 'TEXT')}")
             con.execute(_OPS_DDL)
+            con.execute(_REF_DDL)
             con.execute("CREATE INDEX IF NOT EXISTS by_device ON measurements (device, status)")
 
     def _connect(self) -> sqlite3.Connection:
@@ -141,6 +153,25 @@ class MeasurementStore:
             for dev, st, n in con.execute("SELECT device, status, COUNT(*) FROM measurements GROUP BY device, status"):
                 out.setdefault(dev, {})[st] = n
         return out
+
+    def candle_references(self, device: str, runtime_version: str, threads: int,
+                          propose: dict[str, float] | None = None) -> dict[str, float]:
+        """The device's fixed reference candles (name -> ms): normalised latencies are candle ratios times them.
+
+        Set once, all candles together, by the first call that ``propose``s them (the first clean
+        interleaved measurement of the device in this store, whose candles were timed in the same
+        session), and never changed: every ``norm_ms`` of the device here is in the same unit.
+        """
+        with closing(self._connect()) as con, con:
+            have = con.execute("SELECT COUNT(*) FROM candle_references WHERE device = ? AND runtime_version = ? "
+                               "AND threads = ?", (device, runtime_version, threads)).fetchone()[0]
+            if propose and not have:
+                con.executemany("INSERT INTO candle_references (device, runtime_version, threads, candle, candle_ms) "
+                                "VALUES (?, ?, ?, ?, ?)",
+                                [(device, runtime_version, threads, c, float(v)) for c, v in propose.items()])
+            rows = con.execute("SELECT candle, candle_ms FROM candle_references WHERE device = ? AND "
+                               "runtime_version = ? AND threads = ?", (device, runtime_version, threads)).fetchall()
+        return {r[0]: float(r[1]) for r in rows}
 
     def recent_candles(self, device: str, threads: int, runtime_version: str, n: int = 20) -> list[float]:
         """Candle latencies of the last ``n`` clean measurements with the same setting: the usual band."""
@@ -224,3 +255,50 @@ class MeasurementStore:
             return Measurement.from_dict(d)
         except ValueError as e:
             raise StoreError(f"{path}:{line}: {e}") from None
+
+
+# ---------------------------------------------------------------------------------------- operator profiles
+_OP_COLUMNS = ("arch_id", "device", "runtime_version", "threads", "node", "op_type", "median_us", "runs")
+
+
+def export_op_profiles(store: MeasurementStore, path: str | os.PathLike, device: str | None = None) -> int:
+    """Write the store's per-operator profiles as CSV (gzip-compressed when ``path`` ends in ``.gz``)."""
+    import gzip
+
+    from search_space.files import atomic_write  # here, not at the top: the worker imports this module without torch
+
+    sql = "SELECT * FROM op_profiles" + (" WHERE device = ?" if device else "") + " ORDER BY arch_id, node"
+    with closing(store._connect()) as con:
+        rows = con.execute(sql, (device,) if device else ()).fetchall()
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(_OP_COLUMNS)
+    for r in rows:
+        w.writerow([r[c] for c in _OP_COLUMNS])
+    data = buf.getvalue().encode()
+    atomic_write(path, gzip.compress(data, mtime=0) if str(path).endswith(".gz") else data)
+    return len(rows)
+
+
+def import_op_profiles(store: MeasurementStore, path: str | os.PathLike) -> int:
+    """Read per-operator profiles written by :func:`export_op_profiles`; all rows or none."""
+    import gzip
+
+    path = Path(path)
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    reader = csv.DictReader(io.StringIO(raw.decode("utf-8"), newline=""))
+    if tuple(reader.fieldnames or ()) != _OP_COLUMNS:
+        raise StoreError(f"{path}: expected the columns {', '.join(_OP_COLUMNS)}")
+    rows = []
+    for i, r in enumerate(reader, 2):
+        try:
+            t = float(r["median_us"])
+            threads, runs = int(r["threads"]), int(r["runs"])
+        except ValueError:
+            raise StoreError(f"{path}:{i}: median_us, threads and runs must be numbers") from None
+        if not (t >= 0 and t < 1e9) or threads < 1 or runs < 0:
+            raise StoreError(f"{path}:{i}: median_us must be a finite time >= 0, threads >= 1, runs >= 0")
+        rows.append((r["arch_id"], r["device"], r["runtime_version"], threads, r["node"], r["op_type"], t, runs))
+    with closing(store._connect()) as con, con:
+        con.executemany("INSERT OR REPLACE INTO op_profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    return len(rows)

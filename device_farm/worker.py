@@ -7,10 +7,12 @@ has loaded (torch, Ray, other threads) shares the cores while it times. It impor
 onnxruntime, numpy and the torch-free parts of ``device_farm`` (the median's confidence interval
 is :func:`device_farm.measurement.median_ci_halfwidth`, the one the records use).
 
-Protocol, per request: open the candidate and candle sessions (one intra-op thread by default),
-warm both up, time the candle, time the candidate in rounds until the 95% confidence half-width of
-the median is under ``target_ci`` (or ``max_repeats`` / ``max_seconds`` is reached), time the candle
-again. The parent judges disturbance from the candle and decides whether to re-measure.
+Protocol, per request: pin the process to the requested CPUs, open the candidate and candle
+sessions (one intra-op thread by default), warm both up, then time them interleaved in rounds
+(:func:`_interleaved`, the default since issue #13) until the 95% confidence half-width of the median
+candidate/candle ratio is under ``target_ci``; ``interleave: false`` keeps the older protocol (candle
+before, candidate until its median converges, candle after). The parent combines sessions, judges
+disturbance and decides whether to measure again.
 """
 from __future__ import annotations
 
@@ -80,22 +82,89 @@ def _op_profile(ort, req: dict[str, Any], runs: int) -> list[dict[str, Any]]:
             for k, v in per_node.items()]
 
 
-def run(req: dict[str, Any]) -> dict[str, Any]:
-    import onnxruntime as ort
+def _pin(req: dict[str, Any]) -> list[int] | None:
+    """Pin this process to ``req["pin_cpus"]`` (where the platform allows); the CPUs it then runs on."""
+    cpus = req.get("pin_cpus")
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    if cpus:
+        allowed = os.sched_getaffinity(0)
+        chosen = {int(c) for c in cpus} & allowed
+        if chosen:
+            os.sched_setaffinity(0, chosen)
+    return sorted(os.sched_getaffinity(0))
 
-    result: dict[str, Any] = {"runtime_version": ort.__version__, "load_before": os.getloadavg()[0]}
-    try:
-        sess, feed, shape = _session(ort, req["onnx_path"], req)
-        candle, candle_feed, _ = _session(ort, req["candle_path"], req)
-    except Exception as e:  # a model the runtime refuses is a result, not a crash
-        result.update(status="failed", error=f"session creation failed: {type(e).__name__}: {str(e).splitlines()[0]}")
-        return result
-    result["input_shape"] = "x".join(str(d) for d in shape)
-    warm_until = time.perf_counter() + float(req.get("warmup_s", 0.3))
-    _time(sess, feed, int(req.get("warmup", 5)))
-    _time(candle, candle_feed, int(req.get("warmup", 5)))
-    while time.perf_counter() < warm_until:
-        _time(sess, feed, 1)
+
+def _interleaved(sess, feed, candles: list, req: dict[str, Any], result: dict[str, Any]) -> list[float]:
+    """The candidate and the candles in alternating blocks, one ratio per candle per round.
+
+    A round times ``k_j`` runs of each candle ``j`` and ``m`` runs of the candidate, each block about
+    ``block_ms`` long, in an order that reverses every round (c0 x c1, c1 x c0), so that all see the
+    same machine state; the ratio of block medians cancels what changed the whole machine's speed
+    (frequency, a neighbour's load). A round whose base-candle median lies further than
+    ``drift_window`` from the session's median is a drift window and is left out. The session stops
+    once the 95% CI of the median ratio to the candle nearest the candidate in latency is under
+    ``target_ci`` (at least ``rounds_min`` rounds), or at ``rounds_max`` / ``max_seconds``.
+    """
+    t_x = float(np.median(_time(sess, feed, 3)))
+    t_c = [float(np.median(_time(c, f, 3))) for c, f in candles]
+    block = float(req.get("block_ms", 40.0))
+    m = int(min(max(round(block / t_x), 1), 50))
+    ks = [int(min(max(round(block / t), 1), 50)) for t in t_c]
+    near = int(np.argmin([abs(np.log(t_x / t)) for t in t_c]))
+    rounds_min, rounds_max = int(req.get("rounds_min", 12)), int(req.get("rounds_max", 200))
+    target, max_s = float(req.get("target_ci", 0.01)), float(req.get("max_seconds", 20.0))
+    window = float(req.get("drift_window", 0.08))
+    rounds: list[list[float]] = []  # per round: candle medians..., candidate median
+    times: list[float] = []
+    candle_times: list[list[float]] = [[] for _ in candles]
+    t_start = time.perf_counter()
+    result["stop"] = "rounds_max"
+    items = [0, -1, *range(1, len(candles))]  # candle 0, the candidate (-1), the other candles
+    while len(rounds) < rounds_max:
+        med = [0.0] * len(candles)
+        for j in items if len(rounds) % 2 == 0 else items[::-1]:
+            if j < 0:
+                x = _time(sess, feed, m)
+                continue
+            c = _time(candles[j][0], candles[j][1], ks[j])
+            candle_times[j] += c
+            med[j] = float(np.median(c))
+        times += x
+        rounds.append(med + [float(np.median(x))])
+        if len(rounds) >= rounds_min:
+            ratios = _kept_ratios(rounds, window, near)
+            if len(ratios) >= max(3, rounds_min // 2) and median_ci_halfwidth(ratios) / float(np.median(ratios)) < target:
+                result["stop"] = "converged"
+                break
+        if time.perf_counter() - t_start > max_s and len(rounds) >= 3:
+            result["stop"] = "max_seconds"
+            break
+    per = []
+    for j in range(len(candles)):
+        r = _kept_ratios(rounds, window, j)
+        if not len(r):  # every round drifted: keep them all and let the parent judge
+            r = np.array([row[-1] / row[j] for row in rounds])
+        per.append(r)
+    result.update(rounds=rounds, blocks=[*ks, m], candle_times_ms=candle_times, nearest=near,
+                  ratios=[float(np.median(r)) for r in per],
+                  ratio_ci_rel=[float(median_ci_halfwidth(r) / np.median(r)) for r in per],
+                  rounds_kept=int(len(_kept_ratios(rounds, window, near))),
+                  candle_ms=[float(np.median([row[j] for row in rounds])) for j in range(len(candles))])
+    return times
+
+
+def _kept_ratios(rounds: list[list[float]], window: float, j: int) -> np.ndarray:
+    """Candidate / candle ``j`` ratios of the rounds outside drift windows (judged on candle 0)."""
+    c0 = np.array([r[0] for r in rounds])
+    cj = np.array([r[j] for r in rounds])
+    x = np.array([r[-1] for r in rounds])
+    keep = np.abs(c0 / np.median(c0) - 1.0) <= window
+    return x[keep] / cj[keep]
+
+
+def _before_after(sess, feed, candle, candle_feed, req: dict[str, Any], result: dict[str, Any]) -> list[float]:
+    """The protocol of issue #3: the candle before and after, the candidate until its median's CI converges."""
     n_candle = int(req.get("candle_repeats", 15))
     result["candle_before"] = _time(candle, candle_feed, n_candle)
     times: list[float] = []
@@ -114,8 +183,37 @@ def run(req: dict[str, Any]) -> dict[str, Any]:
         if time.perf_counter() - t_start > max_s and n >= 5:
             result["stop"] = "max_seconds"
             break
-    result["times_ms"] = times
     result["candle_after"] = _time(candle, candle_feed, n_candle)
+    return times
+
+
+def run(req: dict[str, Any]) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    result: dict[str, Any] = {"runtime_version": ort.__version__, "load_before": os.getloadavg()[0],
+                              "cpus": _pin(req)}
+    try:
+        sess, feed, shape = _session(ort, req["onnx_path"], req)
+        paths = req.get("candle_paths") or [req["candle_path"]]
+        candles = [_session(ort, p, req)[:2] for p in paths]
+        candle, candle_feed = candles[0]
+    except Exception as e:  # a model the runtime refuses is a result, not a crash
+        result.update(status="failed", error=f"session creation failed: {type(e).__name__}: {str(e).splitlines()[0]}")
+        return result
+    result["input_shape"] = "x".join(str(d) for d in shape)
+    warm_until = time.perf_counter() + float(req.get("warmup_s", 0.3))
+    _time(sess, feed, int(req.get("warmup", 5)))
+    _time(candle, candle_feed, int(req.get("warmup", 5)))
+    for c, f in candles[1:]:
+        _time(c, f, int(req.get("warmup", 5)))
+    while time.perf_counter() < warm_until:
+        _time(sess, feed, 1)
+        for c, f in candles:
+            _time(c, f, 1)
+    if req.get("interleave", True):
+        result["times_ms"] = _interleaved(sess, feed, candles, req, result)
+    else:
+        result["times_ms"] = _before_after(sess, feed, candle, candle_feed, req, result)
     result["load_after"] = os.getloadavg()[0]
     if req.get("energy_sensor"):
         result.update(_energy(req, sess, feed))

@@ -28,11 +28,12 @@ def register(groups: argparse._SubParsersAction) -> None:
     ray_opts.add_argument("--ray", action="store_true", help="schedule measurements as Ray tasks (embedded local Ray)")
     ray_opts.add_argument("--ray-address", help="join a Ray cluster (implies --ray); the device's node runs the tasks")
     ray_opts.add_argument("--quick", action="store_true",
-                          help="looser protocol for exploration: CI target 2%%, at most 5 s per candidate")
+                          help="looser protocol for exploration: one session, CI target 2%%, about 3 s per candidate")
 
     p = cmds.add_parser("measure", parents=[common, ray_opts], help="measure presets or JSON configurations")
     p.add_argument("--device", required=True)
-    p.add_argument("configs", nargs="+", help="presets (edgevit_xxs, ...) or JSON files")
+    p.add_argument("configs", nargs="+", help="presets (edgevit_xxs, ...), JSON files, or 'held-out' (the networks "
+                                              "latency predictors are judged on: search_space.held_out)")
     p.add_argument("--profile-ops", action="store_true", help="also store per-operator times from onnxruntime's profiler")
     p.set_defaults(func=cmd_measure)
 
@@ -97,7 +98,8 @@ def _farm(args: argparse.Namespace):
 
     protocol = MeasureProtocol(profile_ops=getattr(args, "profile_ops", False))
     if getattr(args, "quick", False):
-        protocol = dataclasses.replace(protocol, min_repeats=10, target_ci=0.02, max_seconds=5.0, candle_repeats=7)
+        protocol = dataclasses.replace(protocol, sessions=1, session_seconds=1.5, ratio_ci=0.02, min_repeats=10,
+                                       target_ci=0.02, max_seconds=5.0, candle_repeats=7)
     return Farm(MeasurementStore(args.store), protocol=protocol)
 
 
@@ -129,10 +131,15 @@ def _table(device: str) -> Table:
 
 def cmd_measure(args: argparse.Namespace) -> int:
     from search_space import load_config
+    from search_space.held_out import held_out_set
 
     profile = get_profile(args.device)
-    cfgs = [load_config(c) for c in args.configs]
-    names = {c.arch_id: (c.name or spec) for c, spec in zip(cfgs, args.configs)}
+    cfgs, specs = [], []
+    for spec in args.configs:
+        group = held_out_set() if spec == "held-out" else [load_config(spec)]
+        cfgs += group
+        specs += [spec] * len(group)
+    names = {c.arch_id: (c.name or spec) for c, spec in zip(cfgs, specs)}
     farm = _farm(args)
     con = console()
     t = _table(args.device)

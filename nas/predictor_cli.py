@@ -55,6 +55,22 @@ def comparison_table(comparison: dict[str, dict[str, float]], title: str, chosen
     return t
 
 
+def held_out_table(held_out: dict, chosen: str | None = None) -> Table:
+    """Each method fitted on the training rows and judged on the held-out networks, after one scalar rescale."""
+    t = Table(title=f"held-out networks never trained on (search_space.held_out, n={held_out.get('n', 0)}), after one "
+                    "scalar rescale; as predicted in brackets")
+    for col in ("method", "within 5%", "within 10%", "Kendall tau", "scale"):
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for m, r in held_out.items():
+        if not isinstance(r, dict):
+            continue
+        a, b = r["rescaled"], r["as_predicted"]
+        t.add_row(m + (" (chosen)" if m == chosen else ""), f"{a['within_5']:.1%} ({b['within_5']:.1%})",
+                  f"{a['within_10']:.1%} ({b['within_10']:.1%})", f"{a['kendall_tau']:.3f}", f"{r['scale']:.3f}",
+                  style="bold" if m == chosen else None)
+    return t
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from predictors.latency import NoDataError, default_path, fit_phone_model, train
 
@@ -77,6 +93,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     con = console()
     con.print(comparison_table(p.comparison, f"{args.device} {args.target}: 5-fold cross-validation, "
                                              f"{p.n_measurements} measurements", p.method))
+    if p.held_out:
+        con.print(held_out_table(p.held_out, p.method))
+    else:
+        con.print(f"no held-out figures: measure the held-out networks with 'nas farm measure --device {args.device} "
+                  "held-out' (they are never trained on)")
     con.print(f"saved {out} (method {p.method}, data {p.data_hash}, relative sigma {p.estimator.rel_sigma_:.3f})")
     return 0
 
@@ -120,11 +141,31 @@ def cmd_show(args: argparse.Namespace) -> int:
         con.print(t)
         return 0
     if p.comparison:
-        con.print(comparison_table(p.comparison, "cross-validation at training time", p.method))
+        con.print(comparison_table(p.comparison, "in distribution: 5-fold cross-validation at training time", p.method))
+    if p.held_out:
+        con.print(held_out_table(p.held_out, p.method))
+    elif p.source == "measured":
+        con.print(f"no held-out figures: measure the held-out networks with 'nas farm measure --device {p.device} "
+                  "held-out' and retrain")
+    noise = _noise_floor()
+    if noise and p.device == "host":
+        con.print(f"instrument repeat on this machine kind (bench/farm_noise.py, {noise['date']}): normalised latency "
+                  f"differs between two runs by {noise['median']:.1%} median, {noise['p90']:.1%} p90")
     if hasattr(est, "kernel_costs"):
         con.print("kernel costs (ms per GMAC / per M elements / per launch): " + json.dumps(
             {k: round(v, 4) for k, v in est.kernel_costs().items()}))
     return 0
+
+
+def _noise_floor() -> dict | None:
+    """The instrument's repeat as recorded by bench/farm_noise.py in this checkout (None when absent)."""
+    path = Path(__file__).resolve().parents[1] / "bench" / "results" / "farm_noise.json"
+    try:
+        d = json.loads(path.read_text())
+        r = d["rel_diff"]["interleaved normalised"]
+        return {"date": d["date"][:10], "median": r["median"], "p90": r["p90"]}
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

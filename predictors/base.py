@@ -65,7 +65,7 @@ def registered_kinds() -> tuple[str, ...]:
 def _import_builtin_kinds() -> None:
     # The registry fills as modules are imported; a file may be read before its module was.
     from .accuracy import model as _acc  # noqa: F401
-    from .latency import estimators as _est, fewshot as _fs  # noqa: F401
+    from .latency import estimators as _est, fewshot as _fs, operators as _ops  # noqa: F401
     from .latency.phone import model as _phone  # noqa: F401
 
 

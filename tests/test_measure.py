@@ -4,11 +4,14 @@ import dataclasses
 import pytest
 
 from device_farm import MeasurementStore, get_profile
-from device_farm.measure import CANDLE, Farm, MeasureProtocol, onnx_path_for
+from device_farm.measure import CANDLE, CANDLES, Farm, MeasureProtocol, _closest_pair, onnx_path_for
 from search_space import PRESETS
 
-#: A quicker protocol than the default so the suite stays short; the default is exercised by bench/.
-QUICK = MeasureProtocol(min_repeats=10, target_ci=0.03, max_seconds=4.0, candle_repeats=5, warmup_s=0.1)
+#: Quicker protocols than the default so the suite stays short; the default is exercised by bench/farm_noise.py.
+#: QUICK interleaves (the default protocol); BEFORE_AFTER is the protocol of issue #3.
+QUICK = MeasureProtocol(session_seconds=1.0, rounds_min=6, ratio_ci=0.03, session_agreement=0.25, warmup_s=0.1,
+                        min_repeats=10, target_ci=0.03, max_seconds=4.0, candle_repeats=5)
+BEFORE_AFTER = dataclasses.replace(QUICK, interleave=False)
 SMALL = PRESETS["edgevit_xxs"].replace(resolution=160)
 
 
@@ -17,16 +20,40 @@ def farm(tmp_path):
     return Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=QUICK)
 
 
-def test_measurement_has_stats_candle_and_environment(farm):
+def test_interleaved_measurement_has_ratios_sessions_and_a_normalised_latency(farm):
     m = farm.measure(SMALL, get_profile("host"))
     assert m.status == "ok", m.error
-    assert 0 < m.p10_ms <= m.median_ms <= m.p90_ms and m.iqr_ms >= 0 and m.repeats >= QUICK.min_repeats
-    assert m.candle_ms > 0 and m.candle_ratio == pytest.approx(m.median_ms / m.candle_ms)
+    assert 0 < m.p10_ms <= m.median_ms <= m.p90_ms and m.iqr_ms >= 0
     assert m.input_shape == "1x3x160x160" and m.threads == 1 and m.runtime == "onnxruntime"
-    assert {"cpu", "load_before", "load_after", "candle_before_ms", "candle_after_ms", "stop"} <= set(m.env)
+    assert {"cpu", "load_before", "load_after", "session_ratios", "candle", "candle_ratios", "stop"} <= set(m.env)
+    assert QUICK.sessions <= m.env["sessions"] == len(m.env["session_ratios"]) <= QUICK.max_sessions
+    assert m.env["candle"] in {c.name for c in CANDLES} and m.candle_ms > 0 and m.candle_ratio > 0
+    # the first measurement of the device sets its reference candles, so its own norm_ms is ratio x candle
+    refs = farm.store.candle_references("host", m.runtime_version, 1)
+    assert set(refs) == {c.name for c in CANDLES}
+    assert m.norm_ms == pytest.approx(m.candle_ratio * refs[m.env["candle"]]) and m.latency_ms == m.norm_ms
     assert m.energy_mj is None or m.energy_source  # energy is measured by a named sensor or unavailable
     (stored,) = farm.store.query(arch_id=SMALL.arch_id)
-    assert stored.median_ms == m.median_ms and stored.config == SMALL.to_dict()
+    assert stored.median_ms == m.median_ms and stored.norm_ms == m.norm_ms and stored.config == SMALL.to_dict()
+    # later measurements keep the references: the unit of norm_ms never moves
+    m2 = farm.measure(PRESETS["edgevit_xxs"].replace(resolution=192), get_profile("host"))
+    assert farm.store.candle_references("host", m.runtime_version, 1) == refs
+    assert m2.norm_ms == pytest.approx(m2.candle_ratio * refs[m2.env["candle"]])
+
+
+def test_sessions_are_judged_by_their_closest_pair():
+    s = [{"ratios": [1.00, 0.5], "nearest": 0}, {"ratios": [1.05, 0.5], "nearest": 0}, {"ratios": [1.01, 0.5], "nearest": 0}]
+    spread, pair = _closest_pair(s)
+    assert pair == (0, 2) and spread == pytest.approx(0.01)
+    assert _closest_pair(s[:1]) == (0.0, (0,))
+
+
+def test_before_after_protocol_still_measures(tmp_path):
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=BEFORE_AFTER)
+    m = farm.measure(SMALL, get_profile("host"))
+    assert m.status in ("ok", "disturbed"), m.error  # a loaded machine moves its candle: that is what it detects
+    assert m.repeats >= BEFORE_AFTER.min_repeats and m.candle_ratio == pytest.approx(m.median_ms / m.candle_ms)
+    assert {"candle_before_ms", "candle_after_ms", "stop"} <= set(m.env) and m.norm_ms is None
 
 
 def test_export_is_cached_by_architecture_id(farm):
@@ -51,7 +78,8 @@ def test_hanging_worker_times_out_into_a_failure(tmp_path):
     assert m.status == "failed" and "timed out after" in m.error
 
 
-def test_candle_outside_its_band_marks_disturbed_and_remeasures(farm):
+def test_candle_outside_its_band_marks_disturbed_and_remeasures(tmp_path):
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=BEFORE_AFTER)
     # Seed the device's history with clean candles at 0.1 ms: the real candle (a few ms) is far off it.
     from device_farm import Measurement
 
@@ -61,7 +89,7 @@ def test_candle_outside_its_band_marks_disturbed_and_remeasures(farm):
                                    threads=1, precision="fp32", status="ok", median_ms=1.0, candle_ms=0.1))
     m = farm.measure(SMALL, get_profile("host"))
     assert m.status == "disturbed" and "off its usual" in m.error
-    assert m.env["attempts"] == QUICK.retries + 1
+    assert m.env["attempts"] == BEFORE_AFTER.retries + 1
     assert farm.store.query(arch_id=SMALL.arch_id)[0].status == "disturbed"
 
 

@@ -25,7 +25,7 @@ from ..base import FORMAT_VERSION, LatencyEstimator, ModelFileError
 __all__ = ["TARGETS", "UNITS", "SOURCES", "NoDataError", "DeviceModel", "default_path"]
 
 #: Target name -> the measurement column it learns.
-TARGETS: dict[str, str] = {"latency": "median_ms", "energy": "energy_mj"}
+TARGETS: dict[str, str] = {"latency": "latency_ms", "energy": "energy_mj"}  # latency_ms: norm_ms, else the raw median
 UNITS: dict[str, str] = {"latency": "ms", "energy": "mJ"}
 #: Where a device model's data came from; ``measured`` models are retrained on the store after a
 #: search measures new candidates, the others get a run-level scale correction.
@@ -59,6 +59,7 @@ class DeviceModel:
     n_measurements: int = 0
     data_hash: str = ""
     comparison: dict[str, dict[str, float]] = field(default_factory=dict)
+    held_out: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def __post_init__(self) -> None:
@@ -90,7 +91,8 @@ class DeviceModel:
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, "device": self.device, "target": self.target,
                 "source": self.source, "provenance": self.provenance, "n_measurements": self.n_measurements,
-                "data_hash": self.data_hash, "comparison": self.comparison, "created_at": self.created_at,
+                "data_hash": self.data_hash, "comparison": self.comparison, "held_out": self.held_out,
+                "created_at": self.created_at,
                 "versions": _versions(), "estimator": self.estimator.to_dict()}
 
     @classmethod
@@ -107,12 +109,12 @@ class DeviceModel:
             n = d.get("n_measurements", 0)
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise TypeError("n_measurements must be a non-negative integer")
-            comparison = d.get("comparison", {})
-            if not isinstance(comparison, dict):
-                raise TypeError("comparison must be a JSON object")
+            comparison, held_out = d.get("comparison", {}), d.get("held_out", {})
+            if not isinstance(comparison, dict) or not isinstance(held_out, dict):
+                raise TypeError("comparison and held_out must be JSON objects")
             est = LatencyEstimator.from_dict(d["estimator"])
             return cls(**fields_, estimator=est, n_measurements=n, data_hash=str(d.get("data_hash", "")),
-                       comparison=comparison, created_at=str(d.get("created_at", "")))
+                       comparison=comparison, held_out=held_out, created_at=str(d.get("created_at", "")))
         except ModelFileError as e:
             raise ModelFileError(f"{where}: {e}") from None
         except (KeyError, TypeError, ValueError) as e:

@@ -31,10 +31,11 @@ from ..base import (LatencyEstimator, ModelFileError, check_configs, check_targe
                     state_number)
 from ..metrics import Metrics, regression_metrics
 from .features import GRAPH_FEATURE_NAMES, KERNEL_FEATURE_NAMES, feature_matrix
+from .operators import OperatorLatencyModel
 from .trees import TreeEnsemble
 
 __all__ = ["METHODS", "MacsPredictor", "LinearPredictor", "KernelPredictor", "CorrectedKernelPredictor",
-           "GraphPredictor", "cross_validate"]
+           "GraphPredictor", "OperatorLatencyModel", "cross_validate", "fit_method"]
 
 
 class _FeaturePredictor(LatencyEstimator):
@@ -251,20 +252,31 @@ class GraphPredictor(_FeaturePredictor):
             raise ModelFileError("state.trees: n_features does not match the graph features")
 
 
-METHODS: dict[str, type[_FeaturePredictor]] = {
-    c.kind: c for c in (MacsPredictor, LinearPredictor, KernelPredictor, CorrectedKernelPredictor, GraphPredictor)
+METHODS: dict[str, type[LatencyEstimator]] = {
+    c.kind: c for c in (MacsPredictor, LinearPredictor, KernelPredictor, CorrectedKernelPredictor, GraphPredictor,
+                        OperatorLatencyModel)
 }
 
 
-def cross_validate(method: str, cfgs: Sequence[EdgeViTConfig], y: Sequence[float], folds: int = 5, seed: int = 0,
-                   **params: Any) -> tuple[Metrics, np.ndarray]:
-    """Out-of-fold predictions of ``method`` and their metrics (every candidate predicted once, unseen)."""
+def fit_method(method: str, cfgs: Sequence[EdgeViTConfig], y: Sequence[float], profiles: Sequence | None = None,
+               **params: Any) -> LatencyEstimator:
+    """``METHODS[method](**params)`` fitted; the operator profiles go to the methods that learn from them."""
     if method not in METHODS:
         raise ValueError(f"method={method!r}: allowed: {', '.join(METHODS)}")
+    est = METHODS[method](**params)
+    if getattr(est, "needs_profiles", False):
+        return est.fit(cfgs, y, profiles=profiles)
+    return est.fit(cfgs, y)
+
+
+def cross_validate(method: str, cfgs: Sequence[EdgeViTConfig], y: Sequence[float], folds: int = 5, seed: int = 0,
+                   profiles: Sequence | None = None, **params: Any) -> tuple[Metrics, np.ndarray]:
+    """Out-of-fold predictions of ``method`` and their metrics (every candidate predicted once, unseen)."""
     cfgs = check_configs(cfgs)
     y = check_targets(y, len(cfgs))
     pred = np.zeros(len(y))
     for tr, te in KFold(folds, shuffle=True, random_state=seed).split(y):
-        est = METHODS[method](n_folds_sigma=0, **params).fit([cfgs[i] for i in tr], y[tr])
+        est = fit_method(method, [cfgs[i] for i in tr], y[tr], [profiles[i] for i in tr] if profiles else None,
+                         n_folds_sigma=0, **params)
         pred[te] = est.predict([cfgs[i] for i in te])[0]
     return regression_metrics(y, pred), pred

@@ -5,6 +5,13 @@
 then within-5%, then RMSE; measured, not assumed) and fits it on all the data. The returned
 :class:`~predictors.latency.device_model.DeviceModel` carries the comparison and the training-data
 hash, so a model loaded against a store that has changed since says so.
+
+Measurements of :func:`search_space.held_out.held_out_set` (constructor-like networks, the presets,
+the width/depth extremes: ``nas farm measure --device D held-out``) are never trained on: every
+method is fitted on the rest and judged on them, as they are and after one scalar rescale (the
+geometric mean of measured over predicted, what a single reference measurement on another machine
+would give). Cross-validation says how a method does on the distribution it was trained on; the
+held-out set, drawn differently, says how it does on the networks users ask about.
 """
 from __future__ import annotations
 
@@ -13,16 +20,20 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from device_farm import Measurement, MeasurementStore
 from search_space import EdgeViTConfig
+from search_space.held_out import held_out_set
+
+from ..metrics import regression_metrics
 
 from .device_model import TARGETS, DeviceModel, NoDataError
-from .estimators import METHODS, cross_validate
+from .estimators import METHODS, cross_validate, fit_method
 
-__all__ = ["dataset", "data_hash", "train", "check_data"]
+__all__ = ["dataset", "data_hash", "profiles_of", "train", "held_out_figures", "check_data"]
 
 _ENERGY_HELP = (
     "energy needs measurements with energy_mj: measure on a device whose profile names an energy_sensor that "
@@ -42,6 +53,19 @@ def dataset(store: MeasurementStore, device: str, target: str = "latency"
     return [EdgeViTConfig.from_dict(r.config) for r in rows], np.array([getattr(r, col) for r in rows]), rows
 
 
+def profiles_of(store: MeasurementStore, rows: list[Measurement]) -> list[list[dict]] | None:
+    """The stored operator profile of every row, or None when any row has none (measured without
+    ``--profile-ops``): the operator-level model then sits out the comparison."""
+    out = []
+    for r in rows:
+        prof = [p for p in store.op_profile(r.arch_id, r.device)
+                if p["runtime_version"] == r.runtime_version and p["threads"] == r.threads]
+        if not prof:
+            return None
+        out.append(prof)
+    return out
+
+
 def data_hash(rows: list[Measurement], target: str) -> str:
     col = TARGETS[target]
     items = sorted((r.arch_id, r.runtime_version, r.threads, round(getattr(r, col), 6)) for r in rows)
@@ -59,14 +83,41 @@ def train(store: MeasurementStore, device: str, target: str = "latency", method:
             raise NoDataError(f"device {device}: no energy measurements in {store.path}; {_ENERGY_HELP}")
         raise NoDataError(f"device {device}: {len(y)} clean {target} measurements in {store.path}, need >= {min_rows}; "
                           f"run 'nas farm sample --device {device} -n 300' (or import measurements)")
-    comparison = {m: cross_validate(m, cfgs, y, folds=folds, seed=seed)[0].as_dict() for m in METHODS}
+    profiles = profiles_of(store, rows) if target == "latency" else None
+    methods = [m for m in METHODS if profiles is not None or not getattr(METHODS[m], "needs_profiles", False)]
+    if method != "auto" and method not in methods:
+        raise NoDataError(f"method={method}: needs operator profiles of every measurement; measure with "
+                          f"'nas farm sample --device {device} --profile-ops'")
+    held = {c.arch_id for c in held_out_set()}
+    keep = [i for i, c in enumerate(cfgs) if c.arch_id not in held]
+    out = [i for i, c in enumerate(cfgs) if c.arch_id in held]
+    if len(keep) < min_rows:
+        raise NoDataError(f"device {device}: {len(keep)} clean {target} measurements outside the held-out set, "
+                          f"need >= {min_rows}; run 'nas farm sample --device {device} -n 300'")
+    tr_cfgs, tr_y, tr_rows = [cfgs[i] for i in keep], y[keep], [rows[i] for i in keep]
+    tr_prof = [profiles[i] for i in keep] if profiles is not None else None
+    comparison = {m: cross_validate(m, tr_cfgs, tr_y, folds=folds, seed=seed, profiles=tr_prof)[0].as_dict()
+                  for m in methods}
+    held_out = held_out_figures(methods, tr_cfgs, tr_y, tr_prof, [cfgs[i] for i in out], y[out], seed) if out else {}
     if method == "auto":
         method = max(comparison, key=lambda m: (comparison[m]["within_10"], comparison[m]["within_5"],
                                                  -comparison[m]["rmse"]))
-    est = METHODS[method](random_state=seed).fit(cfgs, y)
+    est = fit_method(method, tr_cfgs, tr_y, tr_prof, random_state=seed)
     return DeviceModel(device=device, target=target, estimator=est, source="measured",
-                       provenance=f"trained on {store.path}, method {method}", n_measurements=len(y),
-                       data_hash=data_hash(rows, target), comparison=comparison)
+                       provenance=f"trained on {store.path}, method {method}", n_measurements=len(tr_y),
+                       data_hash=data_hash(tr_rows, target), comparison=comparison, held_out=held_out)
+
+
+def held_out_figures(methods, cfgs, y, profiles, held_cfgs, held_y, seed: int = 0) -> dict[str, Any]:
+    """Every method fitted on (``cfgs``, ``y``) and judged on the held-out networks: as predicted and
+    after one scalar rescale (the geometric mean of measured over predicted)."""
+    out: dict[str, Any] = {"n": len(held_y), "arch_ids": [c.arch_id for c in held_cfgs]}
+    for m in methods:
+        pred = fit_method(m, cfgs, y, profiles, n_folds_sigma=0, random_state=seed).predict(held_cfgs)[0]
+        scale = float(np.exp(np.mean(np.log(held_y / pred))))
+        out[m] = {"as_predicted": regression_metrics(held_y, pred).as_dict(),
+                  "rescaled": regression_metrics(held_y, pred * scale).as_dict(), "scale": scale}
+    return out
 
 
 def check_data(model: DeviceModel, store: MeasurementStore, path: str | os.PathLike = "") -> None:
