@@ -149,6 +149,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             cfg = load_config(spec)
         except ConfigError as e:
+            if e.field == "config":  # the message already names the file
+                raise
             raise ConfigError(f"{spec}: {e.field}", e.value, e.allowed) from None
         c = cost(cfg)
         where = "inside the default search space"

@@ -113,7 +113,7 @@ def loads(text: str, where: str, finite: bool = False) -> Any:
 
     def parse_int(s: str) -> int:
         if len(s) > 60:  # a number with this many digits is never a field of this project
-            raise ValueError(f"an integer of {len(s)} digits")
+            raise ValueError(f"an integer of {len(s)} digits (at most 60 allowed)")
         return int(s)
 
     try:
