@@ -184,8 +184,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    n = MeasurementStore(args.store).import_csv(args.file, source=args.source)
-    console().print(f"imported {n} measurements from {args.file} into {args.store}")
+    from device_farm.store import read_csv_measurements
+
+    ms = read_csv_measurements(args.file, source=args.source)  # the whole file is checked before the store opens
+    n = MeasurementStore(args.store).put_many(ms)
+    kept = f" ({len(ms) - n} kept: a clean stored value is never replaced by a failed or disturbed one)" if n < len(ms) else ""
+    console().print(f"imported {n} measurements from {args.file} into {args.store}{kept}")
     return 0
 
 
