@@ -269,7 +269,8 @@ def _read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
                 raise StoreError(f"{path}:{line}: {len(fields_)} fields, more than the {len(header)} columns of the header")
             for c, v in zip(header, fields_):
                 if len(v) > MAX_FIELD_CHARS:
-                    raise StoreError(f"{path}:{line}: {c} is {len(v):,} characters, more than the {MAX_FIELD_CHARS:,} allowed")
+                    raise StoreError(f"{path}:{line}: {c} is {len(v):,} characters, more than the "
+                                     f"{MAX_FIELD_CHARS:,} allowed")
             rows.append((line, dict(zip(header, fields_))))
     except csv.Error as e:
         if "field larger than field limit" in str(e):

@@ -67,7 +67,7 @@ class ConfigError(ValueError):
         super().__init__(f"{field_path}={_short(value)}: {allowed}")
 
 
-def _short(value: Any, limit: int = 60) -> str:
+def _short(value: Any, limit: int = 200) -> str:
     """``repr(value)`` cut to one short line: a hostile value (a 200 kB string, a 5,000-digit integer,
     whose repr Python even refuses) must not become a 200 kB error message."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
@@ -151,7 +151,8 @@ class StageConfig:
                 raise ConfigError(f"blocks[{j}]", kind, f"unknown block kind; allowed: {', '.join(BLOCK_KINDS)}")
         object.__setattr__(self, "width", _check_int("width", self.width, 1, LIMITS["width"]))
         r = self.mlp_ratio
-        if not isinstance(r, (int, float)) or isinstance(r, bool) or not math.isfinite(r) or not 0 < r <= LIMITS["mlp_ratio"]:
+        if (not isinstance(r, (int, float)) or isinstance(r, bool) or not math.isfinite(r)
+                or not 0 < r <= LIMITS["mlp_ratio"]):
             raise ConfigError("mlp_ratio", r, f"must be a finite number > 0 and <= {LIMITS['mlp_ratio']}")
         object.__setattr__(self, "mlp_ratio", _normalise_ratio(r))
         if int(self.width * self.mlp_ratio) < 1:
@@ -163,7 +164,8 @@ class StageConfig:
             if self.width % hd:
                 raise ConfigError("head_dim", hd, f"must divide width {self.width}; allowed: {_divisors(self.width)}")
             object.__setattr__(self, "head_dim", hd)
-            sr = _check_int("sr_ratio", 1 if self.sr_ratio is None else self.sr_ratio, 1, LIMITS["resolution"] // STAGE_STRIDES[0])
+            sr = _check_int("sr_ratio", 1 if self.sr_ratio is None else self.sr_ratio, 1,
+                            LIMITS["resolution"] // STAGE_STRIDES[0])
             object.__setattr__(self, "sr_ratio", sr)
         else:
             object.__setattr__(self, "head_dim", None)
@@ -358,7 +360,7 @@ class EdgeViTConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EdgeViTConfig":
         if not isinstance(d, Mapping):
-            raise ConfigError("config", type(d).__name__, "must be a JSON object with keys " + ", ".join(_NET_KEYS))
+            raise ConfigError("config", d, "must be a JSON object with keys " + ", ".join(_NET_KEYS))
         for key in d:
             if key not in _NET_KEYS:
                 raise ConfigError(key, d[key], "unknown key; allowed: " + ", ".join(_NET_KEYS))
@@ -418,4 +420,7 @@ def load_config(spec: str | Path) -> EdgeViTConfig:
         raise ConfigError("config", text, str(e).removeprefix(f"config {path}: ")) from None
     if isinstance(data, Mapping) and "config" in data and "stages" not in data:
         data = data["config"]  # a record that wraps a configuration (best.json, a store row)
-    return EdgeViTConfig.from_dict(data)
+    try:
+        return EdgeViTConfig.from_dict(data)
+    except ConfigError as e:  # every command names the file as well as the field
+        raise ConfigError(f"{text}: {e.field}", e.value, e.allowed) from None
