@@ -35,7 +35,7 @@ def resume_hint(args: argparse.Namespace | None) -> str:
     """What to run after freeing the disk or fixing the folder, for the command that failed."""
     group, command = getattr(args, "group", None), getattr(args, "command", None)
     if group in ("search", "family"):
-        run = getattr(args, "resume", None)
+        run = getattr(args, "resume", None) or getattr(args, "run_dir", None)  # run_dir: set by a command that knows it
         if run is None and getattr(args, "run_id", None):
             run = Path(getattr(args, "out", None) or "runs") / args.run_id
         where = str(run) if run else "runs/<run-id>"
