@@ -13,6 +13,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -186,7 +187,7 @@ IMPORT_ROWS = {
     "status_unknown": (lambda r: r.update(status="great"), "status='great': allowed: ok, disturbed, failed"),
     "config_list": (lambda r: r.update(config="[1, 2]"), "config is a JSON list; must be a JSON object"),
     "config_not_json": (lambda r: r.update(config="{not json"), "config: not valid JSON"),
-    "config_nan": (lambda r: r.update(config=r["config"].replace('"mlp_ratio": 4', '"mlp_ratio": NaN', 1)),
+    "config_nan": (lambda r: r.update(config=re.sub(r'"mlp_ratio": [0-9.]+', '"mlp_ratio": NaN', r["config"], 1)),
                    "NaN is not a finite number"),
     "config_invalid": (lambda r: r.update(config=json.dumps({"stages": [{"width": 100, "depth": 1, "head_dim": 48}] * 4})),
                        "config: stages[0].head_dim=48: must divide width 100"),
