@@ -45,6 +45,10 @@ def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None and e.errno is not None:  # a failed write (full disk) names no file: name it
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
