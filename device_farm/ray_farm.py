@@ -80,12 +80,13 @@ def init_ray(address: str | None = None, local_devices: Iterable[str] = ("host",
     The embedded Ray listens on 127.0.0.1 only (module docstring); if Ray ever ignores that, it is
     shut down and a ``RuntimeError`` says so rather than running exposed.
     """
-    _loopback_only(not address)
+    running = sys.modules.get("ray")
+    if running is not None and running.is_initialized():
+        return
+    _loopback_only(not address)  # before Ray is imported where possible: it reads the switch at import
     protect_ray_token()
     import ray
 
-    if ray.is_initialized():
-        return
     try:
         if address:
             ray.init(address=address, log_to_driver=False)
