@@ -14,16 +14,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
+import re
 import sqlite3
 from contextlib import closing
 from dataclasses import fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .measurement import KEY_FIELDS, Measurement
+from .measurement import KEY_FIELDS, STATUSES, Measurement
 
-__all__ = ["DEFAULT_STORE", "MeasurementStore", "StoreError", "export_op_profiles", "import_op_profiles"]
+__all__ = ["DEFAULT_STORE", "MeasurementStore", "StoreError", "read_csv_measurements", "export_op_profiles",
+           "import_op_profiles"]
 
 DEFAULT_STORE = Path(os.environ.get("EDGEVIT_NAS_STORE", "runs/farm/measurements.sqlite"))
 
@@ -212,49 +216,202 @@ class MeasurementStore:
     def import_csv(self, path: str | os.PathLike, source: str | None = None) -> int:
         """Read a CSV written by :meth:`export_csv` or by another tool with the same columns.
 
-        Required: the key fields, ``status`` and ``median_ms`` (for ``ok`` rows). ``source`` fills
-        rows without provenance (default ``import:<file name>``). Validated whole before writing.
+        All or nothing: every row is validated as a measurement (:func:`_parse_csv_row`) before the
+        first is written, and the rows are written in one transaction, so a refused or interrupted
+        import leaves the store as it was. Required columns: the key fields and ``status``;
+        ``median_ms`` on ``ok`` rows. ``source`` fills rows without provenance (default
+        ``import:<file name>``). Every refusal is one :class:`StoreError` line naming the file, the
+        line, the field and what is allowed.
         """
-        path = Path(path)
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            missing = [c for c in (*KEY_FIELDS, "status") if c not in header]
-            if missing:
-                raise StoreError(f"{path}: missing column {missing[0]!r}; required: {', '.join((*KEY_FIELDS, 'status'))}")
-            unknown = [c for c in header if c not in _COLUMNS]
-            if unknown:
-                raise StoreError(f"{path}: unknown column {unknown[0]!r}; allowed: {', '.join(_COLUMNS)}")
-            ms = [self._parse_csv_row(path, i + 2, row, source) for i, row in enumerate(reader)]
-        return self.put_many(ms)
+        return self.put_many(read_csv_measurements(path, source))
 
-    @staticmethod
-    def _parse_csv_row(path: Path, line: int, row: dict[str, str], source: str | None) -> Measurement:
-        d: dict[str, Any] = {}
-        for c, v in row.items():
-            if v == "" or v is None:
-                d[c] = None
-            elif c in _JSON_COLUMNS:
-                d[c] = json.loads(v)
-            elif c in _REAL:
-                d[c] = float(v)
-            elif c in _TYPES:
-                d[c] = int(float(v))
-            else:
-                d[c] = v
-        for c in KEY_FIELDS:
-            if d.get(c) is None:
-                raise StoreError(f"{path}:{line}: {c} is empty; every key field is required")
-        if d["status"] == "ok" and d.get("median_ms") is None:
-            raise StoreError(f"{path}:{line}: median_ms is empty on an ok row")
-        d["source"] = d.get("source") or source or f"import:{path.name}"
-        d["env"] = d.get("env") or {}
-        if not d.get("created_at"):
-            d.pop("created_at", None)
+
+# ---------------------------------------------------------------------------------- import validation
+#: Limits of an import file. A measurement row is about 2 kB (its environment and configuration JSON),
+#: so these refuse only what no measurement tool writes.
+MAX_IMPORT_BYTES = 64 * 1024 * 1024
+MAX_FIELD_CHARS = 64 * 1024
+_ARCH_ID = re.compile(r"[0-9a-f]{12}")
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+/@-]{0,127}")  # device, runtime, version, precision
+_SHAPE = re.compile(r"[1-9][0-9]{0,5}(x[1-9][0-9]{0,5}){1,4}")
+#: Latency-like fields must be > 0, spread-like ones >= 0; every one finite, except the relative CI,
+#: which the protocol itself leaves infinite when fewer than 3 timings exist.
+_POSITIVE = ("median_ms", "p10_ms", "p90_ms", "candle_ms", "candle_ratio", "norm_ms")
+_NON_NEGATIVE = ("iqr_ms", "cv", "ci95_rel", "energy_mj")
+_MAY_BE_INFINITE = ("ci95_rel",)
+_INTS = {"threads": 4096, "repeats": 10_000_000}
+_TEXT_LIMIT = 4096  # error messages, sources, sensors
+
+
+def _short(v: str, limit: int = 40) -> str:
+    return repr(v) if len(v) <= limit else repr(v[:limit]) + f"... ({len(v):,} characters)"
+
+
+def read_csv_measurements(path: str | os.PathLike, source: str | None = None) -> list[Measurement]:
+    """Every row of an import file as a validated :class:`Measurement`, or one :class:`StoreError`
+    line; nothing is written (``nas farm import`` checks the file before it opens the store)."""
+    path = Path(path)
+    ms: list[Measurement] = []
+    seen: dict[tuple, int] = {}
+    for line, row in _read_csv(path):
+        m = _parse_csv_row(path, line, row, source)
+        if m.key() in seen:
+            raise StoreError(f"{path}:{line}: the same measurement key as line {seen[m.key()]} "
+                             f"({', '.join(KEY_FIELDS)}); a file holds each measurement once")
+        seen[m.key()] = line
+        ms.append(m)
+    return ms
+
+
+def _read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """The rows of ``path`` with their line numbers, after the file-level checks: it exists, is a
+    file, is within :data:`MAX_IMPORT_BYTES`, is UTF-8 text without NUL bytes, and its header names
+    the required columns and only known ones, once each."""
+    from search_space.files import FileFormatError, read_text  # here: the worker imports this module without torch
+
+    try:
+        text = read_text(path, MAX_IMPORT_BYTES, what="import file")
+    except FileFormatError as e:
+        raise StoreError(str(e)) from None
+    text = text.removeprefix("\ufeff")  # a spreadsheet's byte-order mark
+    nul = text.find("\0")
+    if nul >= 0:
+        raise StoreError(f"import file {path}: a NUL character at offset {nul}: a binary file, not CSV text")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if not header:
+            raise StoreError(f"import file {path}: empty; expected a header row with {', '.join((*KEY_FIELDS, 'status'))}")
+        required = (*KEY_FIELDS, "status")
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise StoreError(f"{path}: missing column {_short(missing[0])}; required: {', '.join(required)}")
+        unknown = [c for c in header if c not in _COLUMNS]
+        if unknown:
+            raise StoreError(f"{path}: unknown column {_short(unknown[0])}; allowed: {', '.join(_COLUMNS)}")
+        twice = [c for c in header if header.count(c) > 1]
+        if twice:
+            raise StoreError(f"{path}: column {twice[0]!r} appears twice in the header")
+        rows = []
+        for fields_ in reader:
+            line = reader.line_num
+            if not fields_:
+                continue  # a blank line
+            if len(fields_) > len(header):
+                raise StoreError(f"{path}:{line}: {len(fields_)} fields, more than the {len(header)} columns of the header")
+            for c, v in zip(header, fields_):
+                if len(v) > MAX_FIELD_CHARS:
+                    raise StoreError(f"{path}:{line}: {c} is {len(v):,} characters, more than the "
+                                     f"{MAX_FIELD_CHARS:,} allowed")
+            rows.append((line, dict(zip(header, fields_))))
+    except csv.Error as e:
+        if "field larger than field limit" in str(e):
+            raise StoreError(f"{path}:{reader.line_num}: a field longer than the {MAX_FIELD_CHARS:,} characters "
+                             "allowed") from None
+        raise StoreError(f"{path}:{reader.line_num}: not valid CSV ({e})") from None
+    return rows
+
+
+def _number(path: Path, line: int, c: str, v: str) -> float:
+    try:
+        x = float(v)
+    except ValueError:
+        raise StoreError(f"{path}:{line}: {c}={_short(v)}: not a number") from None
+    if not math.isfinite(x) and not (c in _MAY_BE_INFINITE and x > 0):
+        raise StoreError(f"{path}:{line}: {c}={_short(v)}: must be a finite number")
+    if c in _POSITIVE and not x > 0:
+        raise StoreError(f"{path}:{line}: {c}={_short(v)}: must be > 0 (a time or a ratio of times)")
+    if c in _NON_NEGATIVE and not x >= 0:
+        raise StoreError(f"{path}:{line}: {c}={_short(v)}: must be >= 0")
+    return x
+
+
+def _integer(path: Path, line: int, c: str, v: str) -> int:
+    hi = _INTS[c]
+    try:
+        x = float(v) if len(v) <= 20 else math.nan
+    except ValueError:
+        x = math.nan
+    if not (math.isfinite(x) and x.is_integer() and 1 <= x <= hi):
+        raise StoreError(f"{path}:{line}: {c}={_short(v)}: must be an integer from 1 to {hi}")
+    return int(x)
+
+
+def _json_field(path: Path, line: int, c: str, v: str, finite: bool) -> Any:
+    from search_space.files import FileFormatError, loads
+
+    try:
+        value = loads(v, c, finite=finite)
+    except FileFormatError as e:
+        raise StoreError(f"{path}:{line}: {e}") from None
+    if not isinstance(value, dict):
+        raise StoreError(f"{path}:{line}: {c} is a JSON {type(value).__name__}; must be a JSON object")
+    return value
+
+
+def _parse_csv_row(path: Path, line: int, row: dict[str, str], source: str | None) -> Measurement:
+    """One CSV row as a :class:`Measurement`, validated as the farm would have produced it: key fields
+    in their formats, a known status, numbers that are numbers (latencies positive and finite), and a
+    configuration that is a valid architecture whose canonical id is the row's ``arch_id``."""
+    from search_space.config import ConfigError, EdgeViTConfig
+
+    d: dict[str, Any] = {}
+    for c, v in row.items():
+        v = (v or "").strip() if c not in ("error", "source") else (v or "")
+        if v == "":
+            d[c] = None
+        elif c in _JSON_COLUMNS:
+            d[c] = _json_field(path, line, c, v, finite=(c == "config"))
+        elif c in _REAL:
+            d[c] = _number(path, line, c, v)
+        elif c in _INTS:
+            d[c] = _integer(path, line, c, v)
+        elif len(v) > _TEXT_LIMIT:
+            raise StoreError(f"{path}:{line}: {c} is {len(v):,} characters, more than the {_TEXT_LIMIT:,} allowed")
+        else:
+            d[c] = v
+    for c in KEY_FIELDS:
+        if d.get(c) is None:
+            raise StoreError(f"{path}:{line}: {c} is empty; every key field is required")
+    if not _ARCH_ID.fullmatch(d["arch_id"]):
+        raise StoreError(f"{path}:{line}: arch_id={_short(d['arch_id'])}: must be 12 lowercase hex digits "
+                         "(an architecture id, as 'nas space validate' prints)")
+    for c in ("device", "runtime", "runtime_version", "precision"):
+        if not _TOKEN.fullmatch(d[c]):
+            raise StoreError(f"{path}:{line}: {c}={_short(d[c])}: must be a name of letters, digits and _.:+/@- "
+                             "(at most 128 characters)")
+    if not _SHAPE.fullmatch(d["input_shape"]):
+        raise StoreError(f"{path}:{line}: input_shape={_short(d['input_shape'])}: must be sizes joined by x, "
+                         "such as 1x3x224x224")
+    if d["status"] not in STATUSES:
+        raise StoreError(f"{path}:{line}: status={_short(d['status'])}: allowed: {', '.join(STATUSES)}")
+    if d["status"] == "ok" and d.get("median_ms") is None:
+        raise StoreError(f"{path}:{line}: median_ms is empty on an ok row")
+    if d.get("config") is not None:
         try:
-            return Measurement.from_dict(d)
-        except ValueError as e:
-            raise StoreError(f"{path}:{line}: {e}") from None
+            cfg = EdgeViTConfig.from_dict(d["config"])
+        except ConfigError as e:
+            raise StoreError(f"{path}:{line}: config: {e}") from None
+        if cfg.arch_id != d["arch_id"]:
+            raise StoreError(f"{path}:{line}: arch_id={d['arch_id']!r} does not match its config, whose id is "
+                             f"{cfg.arch_id}")
+        side = d["input_shape"].split("x")[-2:]
+        if side != [str(cfg.resolution)] * 2:
+            raise StoreError(f"{path}:{line}: input_shape={d['input_shape']!r} does not match the config's "
+                             f"resolution {cfg.resolution}")
+    if d.get("created_at"):
+        try:
+            datetime.fromisoformat(d["created_at"])
+        except ValueError:
+            raise StoreError(f"{path}:{line}: created_at={_short(d['created_at'])}: must be an ISO 8601 time") from None
+    else:
+        d.pop("created_at", None)
+    d["source"] = d.get("source") or source or f"import:{path.name}"
+    d["env"] = d.get("env") or {}
+    try:
+        return Measurement.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise StoreError(f"{path}:{line}: {e}") from None
 
 
 # ---------------------------------------------------------------------------------------- operator profiles

@@ -63,10 +63,14 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--source", help="provenance for rows without one (default import:<file name>)")
     p.set_defaults(func=cmd_import)
 
-    p = cmds.add_parser("serve", help="join a Ray cluster as the node that owns a device")
+    p = cmds.add_parser("serve", help="join a Ray cluster as the node that owns a device (opens this machine to it)")
     p.add_argument("--device", required=True)
     p.add_argument("--address", required=True, help="the Ray head, host:port")
     p.add_argument("--num-cpus", type=int)
+    p.add_argument("--bind-all", action="store_true",
+                   help="required: accept that Ray's processes listen on all interfaces of this machine (Ray has no "
+                        "bind option for a cluster node); restrict them with a firewall")
+    p.add_argument("--node-ip-address", metavar="IP", help="the address the head reaches this machine at")
     p.set_defaults(func=cmd_serve)
 
 
@@ -191,15 +195,26 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    n = MeasurementStore(args.store).import_csv(args.file, source=args.source)
-    console().print(f"imported {n} measurements from {args.file} into {args.store}")
+    from device_farm.store import read_csv_measurements
+
+    ms = read_csv_measurements(args.file, source=args.source)  # the whole file is checked before the store opens
+    n = MeasurementStore(args.store).put_many(ms)
+    kept = (f" ({len(ms) - n} kept: a clean stored value is never replaced by a failed or disturbed one)"
+            if n < len(ms) else "")
+    console().print(f"imported {n} measurements from {args.file} into {args.store}{kept}")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from device_farm.ray_farm import serve
+    from device_farm.ray_farm import binding_note, serve
 
-    return serve(args.device, args.address, args.num_cpus)
+    get_profile(args.device)
+    if not args.bind_all:
+        raise CommandError("nas farm serve opens this machine to the network: Ray's processes of a cluster node listen "
+                           "on all interfaces (local runs without --ray-address stay on 127.0.0.1); say so with "
+                           "--bind-all, and give --node-ip-address IP to choose the address the head uses")
+    console().print(binding_note(args.address, args.node_ip_address))
+    return serve(args.device, args.address, args.num_cpus, args.node_ip_address)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

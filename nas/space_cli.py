@@ -121,9 +121,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ConfigError("-n", args.n, "must be an integer >= 1")
     cfgs = DEFAULT_SPACE.sample_random(args.n, seed=args.seed)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        for cfg in cfgs:
-            (args.out / f"{cfg.arch_id}.json").write_text(cfg.to_json() + "\n")
+        from search_space.files import atomic_write
+
+        for cfg in cfgs:  # atomic: a full disk leaves whole files only, never a torn one
+            atomic_write(args.out / f"{cfg.arch_id}.json", cfg.to_json() + "\n")
     if args.json:
         for cfg in cfgs:
             print(cfg.to_json(indent=None))
@@ -146,10 +147,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     con = console()
     for spec in args.configs:
-        try:
-            cfg = load_config(spec)
-        except ConfigError as e:
-            raise ConfigError(f"{spec}: {e.field}", e.value, e.allowed) from None
+        cfg = load_config(spec)  # its errors name the file and the field
         c = cost(cfg)
         where = "inside the default search space"
         try:

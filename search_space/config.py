@@ -14,10 +14,12 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 __all__ = [
     "BLOCK_KINDS",
+    "LIMITS",
+    "MAX_CONFIG_BYTES",
     "NUM_STAGES",
     "STAGE_STRIDES",
     "ConfigError",
@@ -33,6 +35,24 @@ NUM_STAGES = 4
 #: Output stride of each stage: the stem convolution has stride 4, each later one stride 2.
 STAGE_STRIDES: tuple[int, ...] = (4, 8, 16, 32)
 
+#: Hard limits of a configuration, checked before anything is allocated or looped over. They are
+#: generous multiples (8x or more) of the default space's maxima (resolution 256, width 640, depth 6,
+#: MLP ratio 4, kernel 7), so any network a person means passes, while a typo such as
+#: ``"depth": 10000000`` or a width of 10^12 is refused in constant time instead of exhausting memory
+#: or looping for minutes. ``SearchSpace`` refuses ranges beyond them.
+LIMITS: dict[str, int] = {
+    "resolution": 4096,
+    "width": 8192,
+    "depth": 64,
+    "mlp_ratio": 32,
+    "kernel_size": 63,
+    "num_classes": 1_000_000,
+    "name": 200,
+}
+#: Size limit of a configuration file (a configuration is about 1 kB; a wrapping record such as
+#: ``best.json`` a few kB).
+MAX_CONFIG_BYTES = 1024 * 1024
+
 _STAGE_KEYS = ("width", "blocks", "depth", "mlp_ratio", "head_dim", "heads", "sr_ratio", "kernel_size")
 _NET_KEYS = ("resolution", "num_classes", "stages", "name")
 
@@ -44,23 +64,53 @@ class ConfigError(ValueError):
         self.field = field_path
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{field_path}={value!r}: {allowed}")
+        super().__init__(f"{field_path}={_short(value)}: {allowed}")
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` cut to one short line: a hostile value (a 200 kB string, a 5,000-digit integer,
+    whose repr Python even refuses) must not become a 200 kB error message."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"<an integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
+    if isinstance(value, (list, tuple, dict, set)) and len(value) > 20:
+        return f"<a {type(value).__name__} of {len(value)} items>"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return f"<a {type(value).__name__}>"
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text):,} characters)"
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _check_int(path: str, v: Any, lo: int = 1) -> int:
+def _check_int(path: str, v: Any, lo: int = 1, hi: int | None = None) -> int:
+    """An integer in ``[lo, hi]`` (an integral float such as ``4.0`` counts), in O(1)."""
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if not _is_int(v) or v < lo:
-        raise ConfigError(path, v, f"must be an integer >= {lo}")
+        raise ConfigError(path, v, f"must be an integer >= {lo}" + (f" and <= {hi}" if hi is not None else ""))
+    if hi is not None and v > hi:
+        raise ConfigError(path, v, f"must be an integer >= {lo} and <= {hi}")
     return v
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+def _divisors(n: int, most: int = 16) -> str:
+    """The divisors of ``n`` for an error message, found in O(sqrt(n)) steps and listed at most ``most``
+    (callers bound ``n`` first, so this never walks a hostile 10^12)."""
+    small, large = [], []
+    d = 1
+    while d * d <= n:
+        if n % d == 0:
+            small.append(d)
+            if d != n // d:
+                large.append(n // d)
+        d += 1
+    found = small + large[::-1]
+    shown = ", ".join(map(str, found[:most]))
+    return shown if len(found) <= most else f"{shown}, ... ({len(found)} in all)"
 
 
 def _normalise_ratio(v: float) -> float | int:
@@ -87,33 +137,41 @@ class StageConfig:
 
     def __post_init__(self) -> None:
         # Structural checks that need no network context; the rest happen in EdgeViTConfig.
+        # Every bound is checked before anything proportional to the value is built or looped over.
+        if isinstance(self.blocks, (list, tuple)) and len(self.blocks) > LIMITS["depth"]:
+            raise ConfigError("blocks", self.blocks, f"at most {LIMITS['depth']} blocks per stage")
         blocks = tuple(self.blocks)
         object.__setattr__(self, "blocks", blocks)
         if not blocks:
             raise ConfigError("blocks", list(blocks), "needs at least one block")
+        if len(blocks) > LIMITS["depth"]:
+            raise ConfigError("blocks", blocks, f"at most {LIMITS['depth']} blocks per stage")
         for j, kind in enumerate(blocks):
-            if kind not in BLOCK_KINDS:
+            if not isinstance(kind, str) or kind not in BLOCK_KINDS:
                 raise ConfigError(f"blocks[{j}]", kind, f"unknown block kind; allowed: {', '.join(BLOCK_KINDS)}")
-        object.__setattr__(self, "width", _check_int("width", self.width))
-        if not isinstance(self.mlp_ratio, (int, float)) or isinstance(self.mlp_ratio, bool) or self.mlp_ratio <= 0:
-            raise ConfigError("mlp_ratio", self.mlp_ratio, "must be a number > 0")
-        object.__setattr__(self, "mlp_ratio", _normalise_ratio(self.mlp_ratio))
+        object.__setattr__(self, "width", _check_int("width", self.width, 1, LIMITS["width"]))
+        r = self.mlp_ratio
+        if (not isinstance(r, (int, float)) or isinstance(r, bool) or not math.isfinite(r)
+                or not 0 < r <= LIMITS["mlp_ratio"]):
+            raise ConfigError("mlp_ratio", r, f"must be a finite number > 0 and <= {LIMITS['mlp_ratio']}")
+        object.__setattr__(self, "mlp_ratio", _normalise_ratio(r))
         if int(self.width * self.mlp_ratio) < 1:
             raise ConfigError("mlp_ratio", self.mlp_ratio, f"gives an empty MLP at width {self.width}")
         if self.has_attention:
             if self.head_dim is None:
                 raise ConfigError("head_dim", None, "required when a block has attention (or give heads)")
-            hd = _check_int("head_dim", self.head_dim)
+            hd = _check_int("head_dim", self.head_dim, 1, self.width)
             if self.width % hd:
-                allowed = ", ".join(str(d) for d in _divisors(self.width))
-                raise ConfigError("head_dim", hd, f"must divide width {self.width}; allowed: {allowed}")
+                raise ConfigError("head_dim", hd, f"must divide width {self.width}; allowed: {_divisors(self.width)}")
             object.__setattr__(self, "head_dim", hd)
-            object.__setattr__(self, "sr_ratio", _check_int("sr_ratio", 1 if self.sr_ratio is None else self.sr_ratio))
+            sr = _check_int("sr_ratio", 1 if self.sr_ratio is None else self.sr_ratio, 1,
+                            LIMITS["resolution"] // STAGE_STRIDES[0])
+            object.__setattr__(self, "sr_ratio", sr)
         else:
             object.__setattr__(self, "head_dim", None)
             object.__setattr__(self, "sr_ratio", None)
         if self.has_local:
-            k = _check_int("kernel_size", 5 if self.kernel_size is None else self.kernel_size)
+            k = _check_int("kernel_size", 5 if self.kernel_size is None else self.kernel_size, 1, LIMITS["kernel_size"])
             if k % 2 == 0:
                 raise ConfigError("kernel_size", k, "must be odd (same padding); allowed e.g. 3, 5, 7")
             object.__setattr__(self, "kernel_size", k)
@@ -166,28 +224,32 @@ class StageConfig:
         sr = d.get("sr_ratio", 1)
         blocks = d.get("blocks")
         depth = d.get("depth")
+        if depth is not None:
+            depth = _check_int(f"{path}.depth", depth, 1, LIMITS["depth"])  # before [kind] * depth allocates
         if blocks is None:
             if depth is None:
                 raise ConfigError(f"{path}.blocks", None, "give blocks (a list of lgl/local/global) or depth")
-            depth = _check_int(f"{path}.depth", depth)
             kind = "lgl" if _is_int(sr) and sr > 1 else "global"
             blocks = [kind] * depth
-        elif isinstance(blocks, str) or not isinstance(blocks, Iterable):
+        elif not isinstance(blocks, (list, tuple)):
             raise ConfigError(f"{path}.blocks", blocks, "must be a list of block kinds: " + ", ".join(BLOCK_KINDS))
         else:
+            if len(blocks) > LIMITS["depth"]:
+                raise ConfigError(f"{path}.blocks", blocks, f"at most {LIMITS['depth']} blocks per stage")
             blocks = list(blocks)
             if depth is not None and depth != len(blocks):
                 raise ConfigError(f"{path}.depth", depth, f"disagrees with the {len(blocks)} blocks listed")
         head_dim = d.get("head_dim")
         heads = d.get("heads")
         if heads is not None:
-            width = _check_int(f"{path}.width", d["width"])
-            heads = _check_int(f"{path}.heads", heads)
+            width = _check_int(f"{path}.width", d["width"], 1, LIMITS["width"])
+            heads = _check_int(f"{path}.heads", heads, 1, width)
             if width % heads:
-                allowed = ", ".join(str(x) for x in _divisors(width))
-                raise ConfigError(f"{path}.heads", heads, f"must divide width {width}; allowed: {allowed}")
-            if head_dim is not None and head_dim * heads != width:
-                raise ConfigError(f"{path}.heads", heads, f"disagrees with head_dim {head_dim} at width {width}")
+                raise ConfigError(f"{path}.heads", heads, f"must divide width {width}; allowed: {_divisors(width)}")
+            if head_dim is not None:
+                head_dim = _check_int(f"{path}.head_dim", head_dim, 1, width)
+                if head_dim * heads != width:
+                    raise ConfigError(f"{path}.heads", heads, f"disagrees with head_dim {head_dim} at width {width}")
             head_dim = width // heads
         try:
             return cls(
@@ -218,20 +280,24 @@ class EdgeViTConfig:
         if len(stages) != NUM_STAGES:
             raise ConfigError("stages", len(stages), f"needs exactly {NUM_STAGES} stages (strides {STAGE_STRIDES})")
         res = self.resolution
-        if not _is_int(res) or res < STAGE_STRIDES[-1] or res % STAGE_STRIDES[-1]:
-            raise ConfigError("resolution", res, "must be a positive multiple of 32 (e.g. 160, 192, 224, 256)")
-        if not _is_int(self.num_classes) or self.num_classes < 0:
-            raise ConfigError("num_classes", self.num_classes, "must be an integer >= 0 (0: no classifier)")
+        if not _is_int(res) or res < STAGE_STRIDES[-1] or res % STAGE_STRIDES[-1] or res > LIMITS["resolution"]:
+            raise ConfigError("resolution", res, f"must be a positive multiple of 32 up to {LIMITS['resolution']} "
+                                                 "(e.g. 160, 192, 224, 256)")
+        if not _is_int(self.num_classes) or not 0 <= self.num_classes <= LIMITS["num_classes"]:
+            raise ConfigError("num_classes", self.num_classes,
+                              f"must be an integer >= 0 and <= {LIMITS['num_classes']} (0: no classifier)")
+        if self.name is not None and (not isinstance(self.name, str) or len(self.name) > LIMITS["name"]):
+            raise ConfigError("name", self.name, f"must be a text of at most {LIMITS['name']} characters")
         for i, st in enumerate(stages):
             if not isinstance(st, StageConfig):
                 raise ConfigError(f"stages[{i}]", st, "must be a StageConfig")
             side = self.feature_side(i)
             if st.has_attention and side % st.sr_ratio:
-                allowed = ", ".join(str(x) for x in _divisors(side))
                 raise ConfigError(
                     f"stages[{i}].sr_ratio",
                     st.sr_ratio,
-                    f"must divide the {side}x{side} feature map of stage {i + 1} at resolution {res}; allowed: {allowed}",
+                    f"must divide the {side}x{side} feature map of stage {i + 1} at resolution {res}; "
+                    f"allowed: {_divisors(side)}",
                 )
 
     # ------------------------------------------------------------------ derived facts
@@ -294,13 +360,15 @@ class EdgeViTConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EdgeViTConfig":
         if not isinstance(d, Mapping):
-            raise ConfigError("config", type(d).__name__, "must be a JSON object with keys " + ", ".join(_NET_KEYS))
+            raise ConfigError("config", d, "must be a JSON object with keys " + ", ".join(_NET_KEYS))
         for key in d:
             if key not in _NET_KEYS:
                 raise ConfigError(key, d[key], "unknown key; allowed: " + ", ".join(_NET_KEYS))
         stages = d.get("stages")
         if not isinstance(stages, (list, tuple)):
             raise ConfigError("stages", stages, f"must be a list of {NUM_STAGES} stage objects")
+        if len(stages) != NUM_STAGES:
+            raise ConfigError("stages", len(stages), f"needs exactly {NUM_STAGES} stages (strides {STAGE_STRIDES})")
         parsed = tuple(StageConfig.from_dict(s, f"stages[{i}]") for i, s in enumerate(stages))
         return cls(
             stages=parsed,
@@ -311,10 +379,16 @@ class EdgeViTConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "EdgeViTConfig":
+        """Parse configuration JSON from anywhere (a store row, a Ray task): finite numbers only, with
+        the same size and nesting limits as a configuration file."""
+        from .files import FileFormatError, loads
+
+        if len(text) > MAX_CONFIG_BYTES:
+            raise ConfigError("json", text, f"is {len(text):,} characters, more than the {MAX_CONFIG_BYTES:,} allowed")
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError("json", text[:40], f"is not valid JSON ({e.msg} at line {e.lineno})") from None
+            data = loads(text, "json", finite=True)
+        except FileFormatError as e:
+            raise ConfigError("json", text, str(e).removeprefix("json: ")) from None
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> "EdgeViTConfig":
@@ -331,15 +405,22 @@ def load_config(spec: str | Path) -> EdgeViTConfig:
     text = str(spec)
     if text in PRESETS:
         return PRESETS[text]
+    from .files import FileFormatError, read_json
+
     path = Path(text)
     if not path.exists():
         raise ConfigError("config", text, "is neither a preset (" + ", ".join(PRESETS) + ") nor an existing JSON file")
     if path.suffix != ".json" or not path.is_file():
         raise ConfigError("config", text, "must be a .json file or a preset name (" + ", ".join(PRESETS) + ")")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError("config", text, f"is not valid JSON ({e.msg} at line {e.lineno})") from None
+        # Bounded read: size, UTF-8, nesting depth, integer length and finite numbers are checked
+        # before a configuration is even looked at.
+        data = read_json(path, MAX_CONFIG_BYTES, what="config", finite=True)
+    except FileFormatError as e:
+        raise ConfigError("config", text, str(e).removeprefix(f"config {path}: ")) from None
     if isinstance(data, Mapping) and "config" in data and "stages" not in data:
         data = data["config"]  # a record that wraps a configuration (best.json, a store row)
-    return EdgeViTConfig.from_dict(data)
+    try:
+        return EdgeViTConfig.from_dict(data)
+    except ConfigError as e:  # every command names the file as well as the field
+        raise ConfigError(f"{text}: {e.field}", e.value, e.allowed) from None

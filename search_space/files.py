@@ -45,6 +45,10 @@ def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None and e.errno is not None:  # a failed write (full disk) names no file: name it
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -113,7 +117,7 @@ def loads(text: str, where: str, finite: bool = False) -> Any:
 
     def parse_int(s: str) -> int:
         if len(s) > 60:  # a number with this many digits is never a field of this project
-            raise ValueError(f"an integer of {len(s)} digits")
+            raise ValueError(f"an integer of {len(s)} digits (at most 60 allowed)")
         return int(s)
 
     try:

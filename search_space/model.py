@@ -11,6 +11,12 @@ in the transformer half; biases everywhere; GELU; head = BatchNorm2d, global ave
 Two deliberate equivalences: sparse sampling is strided slicing (the released AvgPool2d with kernel
 1 and stride r computes exactly that) and attention is ``F.scaled_dot_product_attention`` (same
 softmax(QK^T / sqrt(head_dim)) V, faster on CPU).
+
+Dropout (``drop_rate``) sits where the released code puts it, so that a recipe tuned on it means the
+same here: once after the first patch embedding (the released ``pos_drop``), inside every MLP --
+LocalAgg's conv MLP and the transformer MLP, after the activation and after the second layer -- and
+after the attention projection; none before the classifier. Checkpoints of the released code load
+with :func:`search_space.official.load_official`.
 """
 from __future__ import annotations
 
@@ -47,7 +53,7 @@ class LocalAgg(nn.Module):
     aggregation branch, as released.
     """
 
-    def __init__(self, dim: int, mlp_hidden: int, kernel_size: int = 5, drop_path: float = 0.0):
+    def __init__(self, dim: int, mlp_hidden: int, kernel_size: int = 5, drop_path: float = 0.0, drop: float = 0.0):
         super().__init__()
         self.pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.norm1 = nn.BatchNorm2d(dim)
@@ -55,7 +61,7 @@ class LocalAgg(nn.Module):
         self.conv_dw = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
         self.conv2 = nn.Conv2d(dim, dim, 1)
         self.norm2 = nn.BatchNorm2d(dim)
-        self.mlp = Mlp(dim, mlp_hidden, act_layer=nn.GELU, use_conv=True)
+        self.mlp = Mlp(dim, mlp_hidden, act_layer=nn.GELU, drop=drop, use_conv=True)  # the released CMlp
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,7 +148,8 @@ class LGLBlock(nn.Module):
         super().__init__()
         self.kind = kind
         dim, hidden = stage.width, stage.mlp_hidden
-        self.local_agg = LocalAgg(dim, hidden, stage.kernel_size, drop_path) if kind in ("lgl", "local") else nn.Identity()
+        self.local_agg = (LocalAgg(dim, hidden, stage.kernel_size, drop_path, drop) if kind in ("lgl", "local")
+                          else nn.Identity())
         self.self_attn = (
             SelfAttn(dim, stage.heads, hidden, stage.sr_ratio, drop, attn_drop, drop_path)
             if kind in ("lgl", "global")
@@ -166,21 +173,26 @@ class PatchEmbed(nn.Module):
 
 
 class EdgeViTStage(nn.Module):
+    """A patch embedding, then the stage's blocks; ``embed_drop`` is dropout right after the embedding
+    (the released code's ``pos_drop``, used on the first stage only)."""
+
     def __init__(self, in_chs: int, stage: StageConfig, stride: int, drop_path: list[float], drop: float = 0.0,
-                 attn_drop: float = 0.0):
+                 attn_drop: float = 0.0, embed_drop: float = 0.0):
         super().__init__()
         self.downsample = PatchEmbed(in_chs, stage.width, stride)
+        self.pos_drop = nn.Dropout(embed_drop) if embed_drop > 0 else nn.Identity()
         self.blocks = nn.Sequential(
             *[LGLBlock(kind, stage, drop, attn_drop, dp) for kind, dp in zip(stage.blocks, drop_path)]
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
+        return self.blocks(self.pos_drop(self.downsample(x)))
 
 
 class EdgeViT(nn.Module):
     """The network for one configuration. ``drop_path_rate`` grows linearly over all blocks
-    (both halves of a block share the rate); the training recipe uses 0.1."""
+    (both halves of a block share the rate); the training recipe uses 0.1. ``drop_rate`` is dropout
+    where the released code has it (module docstring), ``attn_drop_rate`` on the attention weights."""
 
     def __init__(self, cfg: EdgeViTConfig, in_chans: int = 3, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, num_classes: int | None = None, img_size: int | None = None):
@@ -195,11 +207,11 @@ class EdgeViT(nn.Module):
         stages, cin, start = [], in_chans, 0
         for i, st in enumerate(cfg.stages):
             stride = STAGE_STRIDES[0] if i == 0 else 2
-            stages.append(EdgeViTStage(cin, st, stride, dpr[start:start + st.depth], drop_rate, attn_drop_rate))
+            stages.append(EdgeViTStage(cin, st, stride, dpr[start:start + st.depth], drop_rate, attn_drop_rate,
+                                       embed_drop=drop_rate if i == 0 else 0.0))
             cin, start = st.width, start + st.depth
         self.stages = nn.Sequential(*stages)
         self.norm = nn.BatchNorm2d(self.num_features)
-        self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self.apply(init_vit_weights)
 
@@ -224,7 +236,7 @@ class EdgeViT(nn.Module):
         return self.norm(self.stages(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(x.mean((2, 3)))
+        x = x.mean((2, 3))  # no dropout before the classifier, as released
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from .config import BLOCK_KINDS, NUM_STAGES, STAGE_STRIDES, ConfigError, EdgeViTConfig, StageConfig
+from .config import BLOCK_KINDS, LIMITS, NUM_STAGES, STAGE_STRIDES, ConfigError, EdgeViTConfig, StageConfig
 
 __all__ = ["Suggester", "SearchSpace", "DEFAULT_SPACE", "RandomSuggester", "REFERENCE_SEED", "reference_set"]
 
@@ -77,6 +77,13 @@ class SearchSpace:
         for k in self.block_kinds:
             if k not in BLOCK_KINDS:
                 raise ConfigError("block_kinds", k, "allowed: " + ", ".join(BLOCK_KINDS))
+        # A space never reaches past the configuration's hard limits, so everything it samples validates.
+        top = {"resolution": max(self.resolutions), "depth": max(hi for _, hi in self.depths),
+               "width": max(hi for _, hi in self.heads) * max(self.head_dims), "mlp_ratio": max(self.mlp_ratios),
+               "kernel_size": max(self.kernel_sizes)}
+        for name, value in top.items():
+            if value > LIMITS[name]:
+                raise ConfigError(f"{name} (largest)", value, f"beyond the configuration limit {LIMITS[name]}")
 
     # ------------------------------------------------------------------ choices
     def sr_choices(self, side: int) -> tuple[int, ...]:

@@ -125,3 +125,82 @@ def test_side_step_and_nearest_side_follow_the_sampling_ratios():
     side = cfg.nearest_side(100)
     with torch.no_grad():
         assert build_model(cfg).eval()(torch.randn(1, 3, side, side)).shape == (1, cfg.num_classes)
+
+
+HOSTILE = [
+    # (mutation, field named in the error, words in the message); each must be refused in O(1)
+    (lambda d: d["stages"][0].pop("blocks") and d["stages"][0].update(depth=10_000_000), "stages[0].depth", "<= 64"),
+    (lambda d: d["stages"][0].update(blocks=["lgl"] * 100_000), "stages[0].blocks", "at most 64 blocks"),
+    (lambda d: d["stages"][0].update(width=10**12), "stages[0].width", "<= 8192"),
+    (lambda d: d["stages"][0].update(width=10**12, heads=7), "stages[0].width", "<= 8192"),
+    (lambda d: d.update(resolution=30_000_000_000 // 32 * 32), "resolution", "up to 4096"),
+    (lambda d: d["stages"][1].update(mlp_ratio=float("nan")), "stages[1].mlp_ratio", "finite number"),
+    (lambda d: d["stages"][1].update(mlp_ratio=float("inf")), "stages[1].mlp_ratio", "finite number"),
+    (lambda d: d["stages"][1].update(mlp_ratio=1e308), "stages[1].mlp_ratio", "<= 32"),
+    (lambda d: d.update(num_classes=10**5000), "num_classes", "<= 1000000"),
+    (lambda d: d["stages"][2].update(sr_ratio=10**40), "stages[2].sr_ratio", "<= 1024"),
+    (lambda d: d["stages"][2].update(head_dim=10**9), "stages[2].head_dim", "<= 144"),
+    (lambda d: d["stages"][2].update(kernel_size=10**9 + 1), "stages[2].kernel_size", "<= 63"),
+    (lambda d: d.update(name="x" * 200_000), "name", "at most 200 characters"),
+    (lambda d: d["stages"][0].update(blocks=[["lgl"]]), "stages[0].blocks[0]", "unknown block kind"),
+    (lambda d: d["stages"][0].update(heads=2, head_dim="x"), "stages[0].head_dim", "integer"),
+]
+
+
+@pytest.mark.parametrize("mutate,field,words", HOSTILE, ids=[f"{f}-{i}" for i, (_, f, _) in enumerate(HOSTILE)])
+def test_hostile_values_are_refused_at_once_in_one_short_line(mutate, field, words):
+    import time
+
+    d = _xxs_dict()
+    mutate(d)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as exc:
+        EdgeViTConfig.from_dict(d)
+    assert time.perf_counter() - t0 < 0.5  # O(1): no loop or allocation proportional to the value
+    msg = str(exc.value)
+    assert exc.value.field == field and words in msg, msg
+    assert "\n" not in msg and len(msg) < 300, msg
+
+
+def test_divisor_lists_in_messages_are_short_and_fast():
+    d = _xxs_dict()
+    d["stages"][3].update(width=8190, head_dim=4096)  # 8190 = 2 * 3^2 * 5 * 7 * 13 has 48 divisors
+    with pytest.raises(ConfigError, match=r"allowed: 1, 2, 3, 5, 6, 7, 9, .*, 35, \.\.\. \(48 in all\)$"):
+        EdgeViTConfig.from_dict(d)
+
+
+@pytest.mark.parametrize("text,words", [
+    ('{"resolution": NaN}', "NaN is not a finite number"),
+    ('{"resolution": 1e999}', "not a finite number"),
+    ('{"resolution": ' + "7" * 5000 + "}", "an integer of 5000 digits"),
+    ("[" * 200_000 + "]" * 200_000, "nested too deeply"),
+])
+def test_json_text_is_read_with_the_file_limits(text, words):
+    with pytest.raises(ConfigError, match=words) as exc:
+        EdgeViTConfig.from_json(text)
+    assert len(str(exc.value)) < 300
+
+
+@pytest.mark.parametrize("content,words", [
+    (lambda: json.dumps(_xxs_dict()).encode("utf-16"), "not UTF-8"),
+    (lambda: bytes(range(256)), "not UTF-8"),
+    (lambda: b'{"stages": [], "x": "' + b"a" * 2_000_000 + b'"}', "more than the 1,048,576 allowed"),
+    (lambda: json.dumps(_xxs_dict()).replace('"mlp_ratio": 4', '"mlp_ratio": Infinity', 1).encode(), "Infinity"),
+])
+def test_load_config_refuses_unreadable_files_in_one_line(tmp_path, content, words):
+    f = tmp_path / "c.json"
+    f.write_bytes(content())
+    with pytest.raises(ConfigError, match=words) as exc:
+        load_config(f)
+    assert exc.value.field == "config" and "\n" not in str(exc.value)
+
+
+def test_default_space_lies_within_the_configuration_limits():
+    from search_space import SearchSpace
+    from search_space.config import LIMITS
+
+    assert max(DEFAULT_SPACE.resolutions) * 8 <= LIMITS["resolution"]
+    for cfg in [*PRESETS.values(), *DEFAULT_SPACE.sample_random(50, seed=3)]:
+        assert EdgeViTConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="beyond the configuration limit"):
+        SearchSpace(resolutions=(8192,))

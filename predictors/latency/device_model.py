@@ -47,6 +47,24 @@ def _versions() -> dict[str, str]:
     return {"scikit-learn": sklearn.__version__, "onnxruntime": onnxruntime.__version__}
 
 
+#: The figures of each method in a saved comparison (``nas predictor show`` prints them).
+_COMPARISON_KEYS = ("n", "within_5", "within_10", "rmse", "kendall_tau", "spearman")
+
+
+def _check_comparison(comparison: Any) -> dict[str, dict[str, float]]:
+    """A saved cross-validation comparison: ``{method: {figure: number}}`` with the figures people read."""
+    if not isinstance(comparison, dict) or len(comparison) > 100:
+        raise TypeError("comparison must be a JSON object of at most 100 methods")
+    for method, figures in comparison.items():
+        if not isinstance(figures, dict):
+            raise TypeError(f"comparison.{method[:40]} must be a JSON object of figures")
+        for key in _COMPARISON_KEYS:
+            v = figures.get(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"comparison.{method[:40]}.{key} must be a number")
+    return comparison
+
+
 @dataclass
 class DeviceModel:
     """What the search asks "how fast on this device, and how sure?"; ``predict`` gives (mean, std)."""
@@ -109,9 +127,10 @@ class DeviceModel:
             n = d.get("n_measurements", 0)
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise TypeError("n_measurements must be a non-negative integer")
-            comparison, held_out = d.get("comparison", {}), d.get("held_out", {})
-            if not isinstance(comparison, dict) or not isinstance(held_out, dict):
-                raise TypeError("comparison and held_out must be JSON objects")
+            comparison = _check_comparison(d.get("comparison", {}))
+            held_out = d.get("held_out", {})
+            if not isinstance(held_out, dict):
+                raise TypeError("held_out must be a JSON object")
             est = LatencyEstimator.from_dict(d["estimator"])
             return cls(**fields_, estimator=est, n_measurements=n, data_hash=str(d.get("data_hash", "")),
                        comparison=comparison, held_out=held_out, created_at=str(d.get("created_at", "")))
