@@ -8,6 +8,7 @@ stored latency keeps its ratio to the candle, which predictors may use to cancel
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -51,11 +52,19 @@ class MeasureProtocol:
     left out, until the median ratio's 95% CI is under ``ratio_ci``. Sessions whose ratios differ by
     more than ``session_agreement`` are followed by another, up to ``max_sessions``; the stored ratio
     is the median over sessions, and ``norm_ms`` = ratio x the device's reference candle (fixed per
-    device in the store). ``interleave=False`` is the protocol of issue #3 (candle before and after).
+    device in the store) x the *anchor factor*: every ``anchor_every_s`` the first ``anchors``
+    reference candidates (:func:`search_space.reference_set`) are measured again, and the median of
+    their reference ``norm_ms`` (fixed at the device's first check) over their ``norm_ms`` now
+    corrects what the candles alone do not cancel: ``bench/farm_noise.py`` found all candidates'
+    ratios shifted by ~3% together between two runs ten minutes apart, a shift candles of one family
+    share, and a handful of networks measured again removes. ``anchors=0`` switches it off.
+    ``interleave=False`` is the protocol of issue #3 (candle before and after).
     ``pin_cpus``: CPUs the worker is pinned to (``()``: the profile's ``pin_cores``, else none).
     """
 
     interleave: bool = True
+    anchors: int = 5
+    anchor_every_s: float = 600.0
     sessions: int = 2
     max_sessions: int = 4
     session_agreement: float = 0.015
@@ -129,10 +138,56 @@ class Farm:
         if profile.backend == "adb":
             m = self._measure_adb(cfg, profile)
         else:
+            anchor = self.anchor_factor(profile) if self._anchoring() else None
             m = self._measure_local(cfg, profile, band)
+            if anchor is not None:
+                m.env["anchor"] = anchor
         if self.store is not None:
             self.record(m)
         return m
+
+    # ------------------------------------------------------------------ anchors
+    def _anchoring(self) -> bool:
+        return self.protocol.interleave and self.protocol.anchors > 0 and self.store is not None
+
+    def anchor_factor(self, profile: DeviceProfile) -> dict[str, Any]:
+        """The device's current anchor factor (:class:`MeasureProtocol`), checked again when older than
+        ``anchor_every_s`` (a check by another process within that time is reused from the store)."""
+        import onnxruntime as ort
+
+        from search_space import reference_set
+
+        rv, threads = ort.__version__, profile.threads
+        last = self.store.last_anchor_check(profile.id, rv, threads)
+        if last is not None and time.time() - last["time"] < self.protocol.anchor_every_s:
+            return last
+        anchors = reference_set(self.protocol.anchors)
+        refs = self.store.anchor_references(profile.id, rv, threads)
+        now: dict[str, float] = {}
+        saved = self.protocol  # one session per anchor: their median over several anchors is what counts
+        self.protocol = dataclasses.replace(saved, sessions=1, max_sessions=1, profile_ops=False)
+        try:
+            results = [(cfg, self._measure_local(cfg, profile, None)) for cfg in anchors]
+        finally:
+            self.protocol = saved
+        for cfg, m in results:
+            if m.status != "ok":
+                continue
+            cand = self.store.candle_references(profile.id, rv, threads, propose=m.env.get("session_candle_ms_median"))
+            if m.env.get("candle") in cand:
+                now[cfg.arch_id] = m.candle_ratio * cand[m.env["candle"]]
+        if not refs and len(now) == len(anchors):
+            self.store.set_anchor_references(profile.id, rv, threads, now)  # the device's unit, fixed once
+            refs = now
+        shared = [a for a in now if a in refs]
+        if len(shared) * 2 < len(anchors):  # too few clean anchors to say anything: no correction
+            check = {"time": time.time(), "k": 1.0, "n": len(shared), "spread": float("nan"), "note": "too few anchors"}
+        else:
+            ks = np.array([refs[a] / now[a] for a in shared])
+            check = {"time": time.time(), "k": float(np.median(ks)), "n": len(shared),
+                     "spread": float(np.percentile(ks, 90) / np.percentile(ks, 10) - 1)}
+        self.store.put_anchor_check(profile.id, rv, threads, check)
+        return check
 
     def record(self, m: Measurement) -> None:
         """Write ``m`` (and its per-operator profile, if any) to the store.
@@ -146,7 +201,8 @@ class Farm:
             refs = self.store.candle_references(m.device, m.runtime_version, m.threads,
                                                 propose=m.env.get("session_candle_ms_median"))
             if m.env["candle"] in refs:
-                m.norm_ms = m.candle_ratio * refs[m.env["candle"]]
+                k = float(m.env.get("anchor", {}).get("k", 1.0))
+                m.norm_ms = m.candle_ratio * refs[m.env["candle"]] * k
                 m.env["reference_candle_ms"] = refs[m.env["candle"]]
         self.store.put(m)
         if ops:

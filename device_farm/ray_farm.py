@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -89,6 +90,7 @@ def init_ray(address: str | None = None, local_devices: Iterable[str] = ("host",
 
     try:
         if address:
+            check_cluster(address)
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(resources={device_resource(d): 1 for d in local_devices}, num_cpus=num_cpus or os.cpu_count(),
@@ -101,6 +103,43 @@ def init_ray(address: str | None = None, local_devices: Iterable[str] = ("host",
                                    "the network; refusing (this Ray version changed how it binds)")
     finally:
         protect_ray_token()
+
+
+#: How long a cluster address may stay silent before ``--ray-address`` is refused (Ray itself retries for minutes).
+CLUSTER_TIMEOUT_S = 30.0
+
+
+def check_cluster(address: str, timeout_s: float = CLUSTER_TIMEOUT_S) -> None:
+    """Refuse, in one line and within ``timeout_s``, a cluster address nobody answers at.
+
+    ``auto`` is the cluster ``ray start --head`` started on this machine (its address file); a
+    ``host:port`` must accept a TCP connection to its GCS port.
+    """
+    import socket
+
+    from search_space.config import ConfigError
+
+    target = address
+    if address == "auto":
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        target = current.read_text().strip() if current.is_file() else ""
+        if not target:
+            raise ConfigError("ray_address", address, "no Ray cluster was started on this machine ('ray start --head' "
+                                                      "starts one; or give host:port)")
+    host, _, port = target.rpartition(":")
+    if target.startswith("ray://") or not port.isdigit():
+        return  # a Ray client or a form Ray resolves itself: let ray.init judge it
+    deadline = time.monotonic() + timeout_s
+    err: OSError | None = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=min(5.0, timeout_s)):
+                return
+        except OSError as e:
+            err = e
+            time.sleep(1.0)
+    raise ConfigError("ray_address", address, f"nothing answers at {target} after {timeout_s:.0f} s ({err}); start the "
+                                              "head with 'ray start --head' or drop --ray-address to use a local Ray")
 
 
 def reachable_on_cluster(device_id: str) -> bool:

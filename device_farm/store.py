@@ -61,6 +61,17 @@ CREATE TABLE IF NOT EXISTS candle_references (
   PRIMARY KEY (device, runtime_version, threads, candle)
 )"""
 
+_ANCHOR_DDL = """
+CREATE TABLE IF NOT EXISTS anchor_references (
+  device TEXT NOT NULL, runtime_version TEXT NOT NULL, threads INTEGER NOT NULL, arch_id TEXT NOT NULL,
+  norm_ms REAL NOT NULL, created_at TEXT NOT NULL DEFAULT (datetime('now')),
+  PRIMARY KEY (device, runtime_version, threads, arch_id)
+);
+CREATE TABLE IF NOT EXISTS anchor_checks (
+  device TEXT NOT NULL, runtime_version TEXT NOT NULL, threads INTEGER NOT NULL, time REAL NOT NULL,
+  k REAL NOT NULL, check_json TEXT NOT NULL
+)"""
+
 _OPS_DDL = """
 CREATE TABLE IF NOT EXISTS op_profiles (
   arch_id TEXT NOT NULL, device TEXT NOT NULL, runtime_version TEXT NOT NULL, threads INTEGER NOT NULL,
@@ -83,6 +94,7 @@ class MeasurementStore:
                     con.execute(f"ALTER TABLE measurements ADD COLUMN {c} {_TYPES.get(c, 'REAL' if c in _REAL else 'TEXT')}")
             con.execute(_OPS_DDL)
             con.execute(_REF_DDL)
+            con.executescript(_ANCHOR_DDL)
             con.execute("CREATE INDEX IF NOT EXISTS by_device ON measurements (device, status)")
 
     def _connect(self) -> sqlite3.Connection:
@@ -176,6 +188,29 @@ class MeasurementStore:
             rows = con.execute("SELECT candle, candle_ms FROM candle_references WHERE device = ? AND "
                                "runtime_version = ? AND threads = ?", (device, runtime_version, threads)).fetchall()
         return {r[0]: float(r[1]) for r in rows}
+
+    def anchor_references(self, device: str, runtime_version: str, threads: int) -> dict[str, float]:
+        """The device's anchors' reference ``norm_ms`` (arch_id -> ms), fixed at its first anchor check."""
+        with closing(self._connect()) as con:
+            rows = con.execute("SELECT arch_id, norm_ms FROM anchor_references WHERE device = ? AND runtime_version = ? "
+                               "AND threads = ?", (device, runtime_version, threads)).fetchall()
+        return {r[0]: float(r[1]) for r in rows}
+
+    def set_anchor_references(self, device: str, runtime_version: str, threads: int, refs: dict[str, float]) -> None:
+        with closing(self._connect()) as con, con:
+            con.executemany("INSERT OR IGNORE INTO anchor_references (device, runtime_version, threads, arch_id, norm_ms) "
+                            "VALUES (?, ?, ?, ?, ?)", [(device, runtime_version, threads, a, float(v)) for a, v in refs.items()])
+
+    def put_anchor_check(self, device: str, runtime_version: str, threads: int, check: dict[str, Any]) -> None:
+        with closing(self._connect()) as con, con:
+            con.execute("INSERT INTO anchor_checks VALUES (?, ?, ?, ?, ?, ?)",
+                        (device, runtime_version, threads, float(check["time"]), float(check["k"]), json.dumps(check)))
+
+    def last_anchor_check(self, device: str, runtime_version: str, threads: int) -> dict[str, Any] | None:
+        with closing(self._connect()) as con:
+            row = con.execute("SELECT check_json FROM anchor_checks WHERE device = ? AND runtime_version = ? AND "
+                              "threads = ? ORDER BY time DESC LIMIT 1", (device, runtime_version, threads)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def recent_candles(self, device: str, threads: int, runtime_version: str, n: int = 20) -> list[float]:
         """Candle latencies of the last ``n`` clean measurements with the same setting: the usual band."""
@@ -439,6 +474,17 @@ def export_op_profiles(store: MeasurementStore, path: str | os.PathLike, device:
 
 def import_op_profiles(store: MeasurementStore, path: str | os.PathLike) -> int:
     """Read per-operator profiles written by :func:`export_op_profiles`; all rows or none."""
+    return put_op_profile_rows(store, read_op_profiles(path))
+
+
+def put_op_profile_rows(store: MeasurementStore, rows: list[tuple]) -> int:
+    with closing(store._connect()) as con, con:
+        con.executemany("INSERT OR REPLACE INTO op_profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    return len(rows)
+
+
+def read_op_profiles(path: str | os.PathLike) -> list[tuple]:
+    """The rows of an operator-profile CSV, checked whole before anything is written."""
     import gzip
 
     path = Path(path)
@@ -456,6 +502,4 @@ def import_op_profiles(store: MeasurementStore, path: str | os.PathLike) -> int:
         if not (t >= 0 and t < 1e9) or threads < 1 or runs < 0:
             raise StoreError(f"{path}:{i}: median_us must be a finite time >= 0, threads >= 1, runs >= 0")
         rows.append((r["arch_id"], r["device"], r["runtime_version"], threads, r["node"], r["op_type"], t, runs))
-    with closing(store._connect()) as con, con:
-        con.executemany("INSERT OR REPLACE INTO op_profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    return len(rows)
+    return rows

@@ -56,11 +56,13 @@ def register(groups: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("export", parents=[common], help="write measurements to CSV")
     p.add_argument("out", type=Path)
     p.add_argument("--device")
+    p.add_argument("--op-profiles", type=Path, help="also write the per-operator profiles to this CSV (.gz: compressed)")
     p.set_defaults(func=cmd_export)
 
     p = cmds.add_parser("import", parents=[common], help="read measurements from CSV (e.g. taken by a phone app)")
     p.add_argument("file", type=Path)
     p.add_argument("--source", help="provenance for rows without one (default import:<file name>)")
+    p.add_argument("--op-profiles", type=Path, help="also read per-operator profiles written by 'nas farm export'")
     p.set_defaults(func=cmd_import)
 
     p = cmds.add_parser("serve", help="join a Ray cluster as the node that owns a device (opens this machine to it)")
@@ -102,7 +104,7 @@ def _farm(args: argparse.Namespace):
 
     protocol = MeasureProtocol(profile_ops=getattr(args, "profile_ops", False))
     if getattr(args, "quick", False):
-        protocol = dataclasses.replace(protocol, sessions=1, session_seconds=1.5, ratio_ci=0.02, min_repeats=10,
+        protocol = dataclasses.replace(protocol, anchors=0, sessions=1, session_seconds=1.5, ratio_ci=0.02, min_repeats=10,
                                        target_ci=0.02, max_seconds=5.0, candle_repeats=7)
     return Farm(MeasurementStore(args.store), protocol=protocol)
 
@@ -189,16 +191,29 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    n = MeasurementStore(args.store).export_csv(args.out, device=args.device)
+    from device_farm.store import export_op_profiles
+
+    store = MeasurementStore(args.store)
+    n = store.export_csv(args.out, device=args.device)
     console().print(f"wrote {n} measurements to {args.out}")
+    if args.op_profiles:
+        k = export_op_profiles(store, args.op_profiles, device=args.device)
+        console().print(f"wrote {k} operator timings to {args.op_profiles}")
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     from device_farm.store import read_csv_measurements
 
+    from device_farm.store import put_op_profile_rows, read_op_profiles
+
     ms = read_csv_measurements(args.file, source=args.source)  # the whole file is checked before the store opens
-    n = MeasurementStore(args.store).put_many(ms)
+    ops = read_op_profiles(args.op_profiles) if args.op_profiles else []
+    store = MeasurementStore(args.store)
+    n = store.put_many(ms)
+    if ops:
+        put_op_profile_rows(store, ops)
+        console().print(f"imported {len(ops)} operator timings from {args.op_profiles}")
     kept = (f" ({len(ms) - n} kept: a clean stored value is never replaced by a failed or disturbed one)"
             if n < len(ms) else "")
     console().print(f"imported {n} measurements from {args.file} into {args.store}{kept}")

@@ -40,7 +40,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-ms", type=float, help="latency budget (constraint) in ms")
     p.add_argument("--budget-mj", type=float, help="energy budget (constraint) in mJ; needs the device's energy model")
     p.add_argument("--objectives", help="accuracy,latency (default) or accuracy,latency,energy")
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<run>/study.db); postgresql://... to share")
+    p.add_argument("--storage", help="Optuna storage URL (default: the run's journal.log); postgresql://... to share a study")
     p.add_argument("--study", help="study name in --storage (default: the run id); the same name shares a study")
     p.add_argument("--measure", type=int, metavar="K", help="measure the K best candidates on the device and refit")
     p.add_argument("--store", type=Path, help="measurement store for --measure (default runs/farm/measurements.sqlite)")
@@ -283,7 +283,7 @@ def print_result(con, result) -> int:
         con.print(f"[bold red]no candidate meets {budget}[/]; the fastest is {f.arch_id} at "
                   f"{f.effective_latency_ms:.2f} ms (score {f.score:.3f}); raise the budget to at least that")
         code = 1
-    con.print(f"wrote {result.run_dir}/ (report.md, pareto.png, pareto.json, candidates.csv, study.db); "
+    con.print(f"wrote {result.run_dir}/ (report.md, pareto.png, pareto.json, candidates.csv, journal.log); "
               f"continue or extend with: nas search --resume {result.run_dir} --trials N")
     return code
 

@@ -69,8 +69,15 @@ def _import_builtin_kinds() -> None:
     from .latency.phone import model as _phone  # noqa: F401
 
 
+def _is_fitted(est: "Estimator") -> bool:
+    return any(v.endswith("_") and not v.startswith("__") for v in vars(est))
+
+
 def _encode(value: Any, name: str) -> Any:
     if isinstance(value, Estimator):
+        if not _is_fitted(value):  # a template (e.g. a base fitted later): its kind and parameters only
+            return {"template": {"kind": value.kind,
+                                 "params": {k: _encode(v, f"{name}.{k}") for k, v in value.get_params(deep=False).items()}}}
         return {"estimator": value.to_dict()}
     if isinstance(value, Mapping):
         return {"mapping": {str(k): _encode(v, f"{name}.{k}") for k, v in value.items()}}
@@ -89,6 +96,14 @@ def _decode(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"estimator"}:
             return estimator_from_dict(value["estimator"])
+        if set(value) == {"template"} and isinstance(value["template"], dict):
+            t = value["template"]
+            _import_builtin_kinds()
+            cls = _REGISTRY.get(t.get("kind"))
+            params = t.get("params")
+            if cls is None or not isinstance(params, dict) or set(params) - set(cls._get_param_names()):
+                raise ModelFileError(f"parameter template {str(t)[:60]}: not a known estimator template")
+            return cls(**{k: _decode(v) for k, v in params.items()})
         if set(value) == {"mapping"} and isinstance(value["mapping"], dict):
             return {k: _decode(v) for k, v in value["mapping"].items()}
         raise ModelFileError(f"parameter value {str(value)[:60]}: not a saved parameter")

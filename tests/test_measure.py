@@ -9,7 +9,8 @@ from search_space import PRESETS
 
 #: Quicker protocols than the default so the suite stays short; the default is exercised by bench/farm_noise.py.
 #: QUICK interleaves (the default protocol); BEFORE_AFTER is the protocol of issue #3.
-QUICK = MeasureProtocol(session_seconds=1.0, rounds_min=6, ratio_ci=0.03, session_agreement=0.25, warmup_s=0.1,
+QUICK = MeasureProtocol(anchors=0, session_seconds=1.0, rounds_min=6, ratio_ci=0.03, session_agreement=0.25,
+                        drift_window=0.3, warmup_s=0.1,
                         min_repeats=10, target_ci=0.03, max_seconds=4.0, candle_repeats=5)
 BEFORE_AFTER = dataclasses.replace(QUICK, interleave=False)
 SMALL = PRESETS["edgevit_xxs"].replace(resolution=160)
@@ -106,3 +107,23 @@ def test_profile_ops_stores_per_operator_times(tmp_path):
     assert len(ops) > 50 and {"Conv", "MatMul"} & {o["op_type"] for o in ops}
     assert any("self_attn" in o["node"] for o in ops)  # node names carry the PyTorch module path
     assert "op_profile" not in farm.store.query(arch_id=m.arch_id)[0].env
+
+
+def test_anchor_checks_fix_the_unit_once_and_correct_later_measurements(tmp_path):
+    """The first anchor check sets the anchors' references (factor 1); a later check compares against them,
+    and every normalised latency carries the factor of the check before it (issue #13)."""
+    p = dataclasses.replace(QUICK, anchors=2, anchor_every_s=0.0)  # every measurement checks again
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=p)
+    m1 = farm.measure(SMALL, get_profile("host"))
+    assert m1.status == "ok", m1.error
+    refs = farm.store.anchor_references("host", m1.runtime_version, 1)
+    assert len(refs) == 2 and m1.env["anchor"]["k"] == 1.0  # the first check is the unit
+    m2 = farm.measure(SMALL, get_profile("host"))
+    k = m2.env["anchor"]["k"]
+    assert k != 1.0 and 0.7 < k < 1.4 and m2.env["anchor"]["n"] == 2
+    cand = farm.store.candle_references("host", m2.runtime_version, 1)
+    assert m2.norm_ms == pytest.approx(m2.candle_ratio * cand[m2.env["candle"]] * k)
+    assert farm.store.anchor_references("host", m2.runtime_version, 1) == refs  # never moved
+    # a check younger than anchor_every_s is reused, also by another process's farm
+    again = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=dataclasses.replace(p, anchor_every_s=3600.0))
+    assert again.anchor_factor(get_profile("host")) == farm.store.last_anchor_check("host", m2.runtime_version, 1)

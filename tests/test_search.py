@@ -24,6 +24,7 @@ from device_farm import MeasurementStore
 from nas.cli import main
 from nas.search import Scorer, SearchConfig, hypervolume_2d, pareto_mask, resume_search, run_search
 from search_space import DEFAULT_SPACE, PRESETS, EdgeViTConfig, load_config
+from search_space.config import ConfigError
 
 DATA = Path(__file__).parent / "data" / "host_measurements.csv"
 FAST = {"proxies": ("params",), "device": "host"}
@@ -53,7 +54,9 @@ def _cfg(tmp_path, root, name="run", **kw) -> SearchConfig:
 
 
 def _study(run_dir: Path) -> optuna.Study:
-    return optuna.load_study(study_name=run_dir.name, storage=f"sqlite:///{run_dir / 'study.db'}")
+    from nas.search.storage import default_url, open_storage
+
+    return optuna.load_study(study_name=run_dir.name, storage=open_storage(default_url(run_dir)))
 
 
 def _count_scoring(monkeypatch) -> list[str]:
@@ -86,7 +89,7 @@ def test_search_on_ray_respects_the_budget_and_writes_every_output(tmp_path, hos
     assert res.n_trials == 30 and res.best is not None
     assert all(c.feasible and c.latency_ms <= 12.0 for c in res.pareto)
     assert res.best.score == max(c.score for c in res.candidates if c.latency_ms <= 12.0)
-    assert {"command.json", "study.db", "candidates.csv", "candidates.json", "pareto.json", "best.json", "pareto.png",
+    assert {"command.json", "journal.log", "candidates.csv", "candidates.json", "pareto.json", "best.json", "pareto.png",
             "report.md"} <= {p.name for p in d.iterdir()}
     assert load_config(d / "best.json") == res.best.cfg
     front = json.loads((d / "pareto.json").read_text())
@@ -151,12 +154,17 @@ def test_resume_continues_without_redoing_finished_trials(tmp_path, host_root):
     res = resume_search(first.run_dir, n_trials=16)
     trials = _study(first.run_dir).trials
     assert _history(first.run_dir)[:10] == before
-    assert trials[10].state == TrialState.FAIL and trials[10].user_attrs["interrupted"]
+    assert _interrupted(trials[10])
     redo = [x for x in trials if x.user_attrs.get("redo_of") == 10]
     assert len(redo) == 1 and redo[0].params == trials[10].params and redo[0].state == TrialState.COMPLETE
     assert res.n_trials == 16 and sum(x.state == TrialState.COMPLETE for x in trials) == 16
     assert not any(x.state == TrialState.RUNNING for x in trials)
     assert len(json.loads((first.run_dir / "command.json").read_text())["resumes"]) == 1
+
+
+def _interrupted(t) -> bool:
+    """A trial a kill or Ctrl-C left running, failed on resume without an error (public API only)."""
+    return t.state == TrialState.FAIL and "error" not in t.user_attrs
 
 
 def test_kill_9_mid_run_then_resume(tmp_path, host_root):
@@ -170,7 +178,7 @@ def test_kill_9_mid_run_then_resume(tmp_path, host_root):
         while time.time() < deadline and done < 12:
             time.sleep(0.5)
             assert proc.poll() is None, proc.stderr.read().decode()
-            if (run_dir / "study.db").exists():
+            if (run_dir / "journal.log").exists():
                 try:
                     done = sum(t.state == TrialState.COMPLETE for t in _study(run_dir).trials)
                 except Exception:  # the study is still being created
@@ -186,9 +194,9 @@ def test_kill_9_mid_run_then_resume(tmp_path, host_root):
     assert main(["search", "--resume", str(run_dir), "--trials", str(target)]) == 0
     trials = _study(run_dir).trials
     assert [h for h in _history(run_dir) if h[0] <= before[-1][0] and h[1] == "COMPLETE"] == before
-    finished = [t for t in trials if t.state != TrialState.RUNNING and not t.user_attrs.get("interrupted")]
+    finished = [t for t in trials if t.state != TrialState.RUNNING and not _interrupted(t)]
     assert len(finished) == target and not any(t.state == TrialState.RUNNING for t in trials)
-    killed = [t.number for t in trials if t.user_attrs.get("interrupted") and t.params]  # killed before sampling: no params
+    killed = [t.number for t in trials if _interrupted(t) and t.params]  # killed before sampling: no params
     assert sorted(t.user_attrs["redo_of"] for t in trials if "redo_of" in t.user_attrs) == killed
 
 
@@ -301,3 +309,42 @@ def test_a_shared_storage_study_is_continued_by_a_second_driver(tmp_path, host_r
     assert b.n_trials == 14 and not (tmp_path / "b" / "study.db").exists()
     assert {c.arch_id for c in a.candidates} <= {c.arch_id for c in b.candidates}
     assert not set(scored) & {c.arch_id for c in a.candidates}
+
+
+def test_default_workers_do_not_depend_on_the_core_count(tmp_path, host_root, ray_local):
+    """The same command gives the same trials without Ray (1 process) and on a 2-CPU Ray (issue #17)."""
+    kw = dict(budget_ms=10.0, seed=5, n_trials=12, workers=None)
+    a = run_search(_cfg(tmp_path, host_root, "a", **kw))
+    b = run_search(_cfg(tmp_path, host_root, "b", ray=True, **kw))
+    assert a.config.workers == b.config.workers
+    assert [t.params for t in _study(a.run_dir).trials] == [t.params for t in _study(b.run_dir).trials]
+
+
+def test_parallel_launches_with_the_default_id_never_share_a_run(tmp_path):
+    from nas.search.rundir import create_run_dir
+
+    a, lock_a = create_run_dir(tmp_path, "s21-30ms-20261202-101500", unique=True)
+    b, lock_b = create_run_dir(tmp_path, "s21-30ms-20261202-101500", unique=True)
+    assert a != b and b.name.endswith("-2") and a.is_dir() and b.is_dir()
+    with pytest.raises(ConfigError, match="another nas search is running"):
+        from nas.search.rundir import RunLock
+
+        RunLock(a).acquire()
+    lock_a.release()
+    lock_b.release()
+    with pytest.raises(ConfigError, match="already exists"):
+        create_run_dir(tmp_path, a.name, unique=False)
+
+
+@pytest.mark.parametrize("storage", ["dir", "garbage", "postgresql://u@127.0.0.1:1/none"])
+def test_a_storage_that_cannot_open_leaves_no_run_behind(storage, tmp_path, host_root):
+    if storage == "dir":
+        (tmp_path / "d").mkdir()
+        storage = f"sqlite:///{tmp_path / 'd'}"
+    elif storage == "garbage":
+        (tmp_path / "g.db").write_bytes(b"\x00not a database at all")
+        storage = f"sqlite:///{tmp_path / 'g.db'}"
+    with pytest.raises(ConfigError, match="storage=") as e:
+        run_search(_cfg(tmp_path, host_root, "r", storage=storage, n_trials=4))
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "r").exists()  # the run id is free again

@@ -20,7 +20,7 @@ One driver process owns the Optuna study and talks to it by ask/tell; scoring ru
   (earlier in the run, earlier in the same batch, or before a resume) is told the stored values and
   marked ``duplicate_of``; it is never scored again.
 - **Resume**: the run directory holds the study and the settings (``command.json``). Resuming fails
-  the trials a kill left ``RUNNING`` (marked ``interrupted``), enqueues their parameters again, and
+  the trials a kill left ``RUNNING`` (a ``FAIL`` without an ``error``), enqueues their parameters again, and
   continues until ``n_trials`` trials have finished; interrupted trials do not count.
 - **Measurement in the loop** (``measure_top_k``): the best feasible candidates are measured on the
   device through the farm and stored. The latency model is then *refitted*: a device whose model
@@ -34,7 +34,7 @@ One driver process owns the Optuna study and talks to it by ask/tell; scoring ru
   winner is measured in turn (at most ``measure_top_k`` extra measurements).
 
 Outputs in the run directory (each written atomically; all regenerated at the end and on resume):
-``command.json``, ``study.db``, ``candidates.csv``/``.json``, ``pareto.json``, ``best.json``,
+``command.json``, ``journal.log`` (the study), ``candidates.csv``/``.json``, ``pareto.json``, ``best.json``,
 ``pareto.png``, ``report.md``, and ``measured.json`` when measuring.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Any
 
 from search_space.config import ConfigError
 
-__all__ = ["OBJECTIVES", "SAMPLERS", "DEFAULT_TRIALS", "STUDY_DB", "SearchConfig", "new_run_id"]
+__all__ = ["OBJECTIVES", "SAMPLERS", "DEFAULT_TRIALS", "DEFAULT_WORKERS", "SearchConfig", "new_run_id"]
 
 #: Objective name -> Optuna direction.
 OBJECTIVES: dict[str, str] = {"accuracy": "maximize", "latency": "minimize", "energy": "minimize"}
@@ -16,15 +16,18 @@ SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "gp", "random")
 #: 200 trials: 92 s for ``nas search --device s21 --budget-ms 30`` with the default proxy score on this
 #: project's 2-core machine (bench/search_overhead.py), about 120 distinct feasible candidates.
 DEFAULT_TRIALS = 200
-STUDY_DB = "study.db"
+#: Trials asked per round before they are told: part of what defines the trial sequence, so it does
+#: not follow the core count (the same command gives the same trials on any machine).
+DEFAULT_WORKERS = 4
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything that defines a search; saved in ``command.json`` so that a resume repeats it.
 
-    ``workers``: trials asked per round and scored in parallel (``None``: the Ray cluster's CPUs, 1
-    without Ray). ``storage``: an Optuna storage URL; ``None`` is ``sqlite:///<run_dir>/study.db``.
+    ``workers``: trials asked per round before they are told (``None``: :data:`DEFAULT_WORKERS`, with
+    Ray or without; the cores only decide how many tasks score a round). ``storage``: an Optuna
+    storage URL; ``None`` is the run directory's journal (:mod:`nas.search.storage`).
     ``proxies``: the accuracy score's proxies (``None``: the default set; ``("params",)`` is an instant
     analytic score for quick runs). ``seed_presets``: enqueue EdgeViT-XXS/XS/S as the first trials.
     """
@@ -73,9 +76,10 @@ class SearchConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < (1 if name == "workers" else 2)):
                 raise ConfigError(name, v, f"must be an integer >= {1 if name == 'workers' else 2}")
-        if self.storage and self.storage.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
-            raise ConfigError("storage", self.storage, "must be an Optuna RDB URL: sqlite:///..., postgresql://... or "
-                              "mysql://...")
+        if self.storage:
+            from .storage import check_url
+
+            check_url(self.storage)
         if self.ray_address and not self.ray:
             raise ConfigError("ray_address", self.ray_address, "needs Ray scoring (ray=True)")
         return self

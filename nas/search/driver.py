@@ -18,11 +18,13 @@ from search_space import DEFAULT_SPACE, PRESETS, EdgeViTConfig
 from search_space.config import ConfigError
 from search_space.files import atomic_write
 
-from .config import OBJECTIVES, STUDY_DB, SearchConfig, new_run_id
+from .config import DEFAULT_WORKERS, OBJECTIVES, SearchConfig, new_run_id
 from .outputs import write_outputs
 from .pareto import pareto_mask
 from .results import Candidate, SearchProgress, SearchResult, jsonable, make_candidate
+from .rundir import RunLock, create_run_dir, remove_unstarted
 from .scoring import LocalPool, RayPool, Scorer
+from .storage import check_url, default_url, open_storage
 
 __all__ = ["run_search", "resume_search"]
 
@@ -43,22 +45,29 @@ def run_search(config: SearchConfig, progress: Callable[[SearchProgress], None] 
     """Start a search in ``config.run_dir`` (default ``runs/<run-id>``) and run it to the end."""
     config.validate()
     run_dir = Path(config.run_dir) if config.run_dir else Path("runs") / new_run_id(config)
-    if (run_dir / "command.json").exists():
+    if (run_dir / "command.json").exists():  # checked again, atomically, when the folder is made
         raise ConfigError("run_dir", str(run_dir), "already holds a search; resume it with 'nas search --resume "
                           f"{run_dir}' or choose another --run-id")
-    config = replace(config, run_dir=str(run_dir), study_name=config.study_name or run_dir.name)
-    return _Search(config, run_dir, progress).run(fresh=True, argv=argv)
+    return _Search(config, run_dir, progress, unique_id=config.run_dir is None).run(fresh=True, argv=argv)
 
 
 def resume_search(run_dir: str | os.PathLike, progress: Callable[[SearchProgress], None] | None = None,
                   n_trials: int | None = None, workers: int | None = None,
                   argv: Sequence[str] | None = None) -> SearchResult:
     """Continue the search in ``run_dir`` with its stored settings; ``n_trials``/``workers`` may change."""
+    from search_space.files import FileFormatError, read_json
+
     run_dir = Path(run_dir)
     path = run_dir / "command.json"
     if not path.is_file():
         raise ConfigError("resume", str(run_dir), "is not a search run directory (no command.json)")
-    config = SearchConfig.from_dict(json.loads(path.read_text())["config"])
+    try:
+        doc = read_json(path, max_bytes=16 * 1024 * 1024, what="run settings")
+        config = SearchConfig.from_dict(doc["config"])
+    except FileFormatError as e:
+        raise ConfigError("resume", str(run_dir), f"its command.json cannot be read ({e})") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError("resume", str(run_dir), f"its command.json holds no valid search settings ({e})") from None
     changes: dict[str, Any] = {"run_dir": str(run_dir)}
     if n_trials is not None:
         changes["n_trials"] = n_trials
@@ -101,35 +110,11 @@ def _machine() -> dict[str, Any]:
 
 
 
-class _RunLock:
-    """An exclusive lock on the run directory (released by the OS even on kill -9)."""
-
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / ".lock"
-        self.fd: int | None = None
-
-    def __enter__(self) -> "_RunLock":
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no lock, as before
-            return self
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            self.fd = None
-            raise ConfigError("run_dir", str(self.path.parent), "another nas search is running in it") from None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-
-
 class _Search:
-    def __init__(self, config: SearchConfig, run_dir: Path, progress: Callable[[SearchProgress], None] | None):
+    def __init__(self, config: SearchConfig, run_dir: Path, progress: Callable[[SearchProgress], None] | None,
+                 unique_id: bool = False):
         self.config = config
+        self.unique_id = unique_id
         self.run_dir = run_dir
         self.progress = progress or (lambda p: None)
         self.run_id = run_dir.name
@@ -138,9 +123,7 @@ class _Search:
 
     # ------------------------------------------------------------------ setup
     def _storage_url(self) -> str:
-        if self.config.storage:
-            return self.config.storage
-        return f"sqlite:///{(self.run_dir / STUDY_DB).resolve()}"
+        return self.config.storage or default_url(self.run_dir)
 
     def _load_models(self) -> None:
         from predictors.accuracy import load_accuracy_model
@@ -186,8 +169,7 @@ class _Search:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         cfg = self.config
         directions = [OBJECTIVES[o] for o in cfg.objectives]
-        storage = optuna.storages.RDBStorage(self._storage_url(), engine_kwargs=(
-            {"connect_args": {"timeout": 60}} if self._storage_url().startswith("sqlite") else {}))
+        storage = open_storage(self._storage_url())
         n_existing = 0
         try:
             existing = optuna.load_study(study_name=cfg.study_name, storage=storage)
@@ -230,13 +212,27 @@ class _Search:
             if not ok:
                 raise ConfigError("measure_top_k", self.config.measure_top_k,
                                   f"needs a reachable device; {self.config.device} is not: {why}")
+        if self.config.storage:
+            check_url(self.config.storage)
         self._load_models()
-        key = f"{self.run_dir.resolve()}:{os.getpid()}:{time.time_ns()}"
-        self.pool = RayPool(self.scorer, key) if self.config.ray else LocalPool(self.scorer)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with _RunLock(self.run_dir):
+        if fresh:  # the folder is made atomically and locked at once; a taken default id gets a suffix
+            self.run_dir, lock = create_run_dir(self.run_dir.parent, self.run_dir.name, self.unique_id)
+            self.run_id = self.run_dir.name
+            self.config = replace(self.config, run_dir=str(self.run_dir),
+                                  study_name=self.config.study_name or self.run_dir.name)
+        else:
+            lock = RunLock(self.run_dir).acquire()
+        try:
+            try:
+                study = self._open_study()
+            except BaseException:
+                if fresh:
+                    lock.release()
+                    remove_unstarted(self.run_dir)  # nothing of the run exists yet: the id is free again
+                raise
             self._write_command(fresh, argv)
-            study = self._open_study()
+            key = f"{self.run_dir.resolve()}:{os.getpid()}:{time.time_ns()}"
+            self.pool = RayPool(self.scorer, key) if self.config.ray else LocalPool(self.scorer)
             if fresh and self.config.seed_presets and not study.trials:
                 for name, p in PRESETS.items():
                     if DEFAULT_SPACE.contains(p):
@@ -244,6 +240,8 @@ class _Search:
             self._recover(study)
             self._loop(study)
             return self._finish(study)
+        finally:
+            lock.release()
 
     def _resolve_parallelism(self) -> None:
         cfg = self.config
@@ -251,12 +249,11 @@ class _Search:
             from device_farm.ray_farm import init_ray
 
             init_ray(cfg.ray_address, local_devices=("host",))
-            import ray
-
-            cpus = int(ray.cluster_resources().get("CPU", 1))
-        else:
-            cpus = 1
-        workers = cfg.workers or max(1, cpus)
+        # The trial sequence depends on how many trials a round asks before it tells them, so that
+        # number is a setting, never the machine's core count. A round is scored in ``workers``
+        # chunks in process and on Ray alike: the same chunks give the same floating-point sums
+        # (a batch of another size can round the last digit differently), whatever the cores.
+        workers = cfg.workers or DEFAULT_WORKERS
         self.population = cfg.population_size or max(8, min(50, cfg.n_trials // 10))
         self.config = replace(cfg, workers=workers, population_size=self.population)
 
@@ -268,8 +265,7 @@ class _Search:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get("run", run) != run:
                 continue  # another driver's trial in a shared study
-            study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-            study.tell(t.number, state=TrialState.FAIL)
+            study.tell(t.number, state=TrialState.FAIL)  # a FAIL without "error" is an interrupted trial
             if t.params:
                 study.enqueue_trial(t.params, user_attrs={"redo_of": t.number})
         self.known: dict[str, dict[str, Any]] = {}
@@ -294,7 +290,8 @@ class _Search:
         from optuna.trial import TrialState
 
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
-        return sum(1 for t in done if not t.user_attrs.get("interrupted"))
+        # An interrupted trial (killed driver, Ctrl-C) was failed without an "error" and asked again: not counted.
+        return sum(1 for t in done if t.state != TrialState.FAIL or "error" in t.user_attrs)
 
     def _constraint_names(self) -> list[str]:
         cfg = self.config
@@ -389,10 +386,10 @@ class _Search:
                     study.tell(trial, self._values(r))
             except BaseException:
                 # Ctrl-C or an error mid-batch: the asked, untold trials are failed and enqueued again.
+                running = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
                 for trial, _ in asked:
-                    t = study._storage.get_trial(trial._trial_id)
-                    if t.state == TrialState.RUNNING:
-                        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+                    t = running.get(trial.number)
+                    if t is not None:
                         study.tell(t.number, state=TrialState.FAIL)
                         study.enqueue_trial(t.params, user_attrs={"redo_of": t.number})
                 raise

@@ -140,7 +140,8 @@ def report_markdown(result: SearchResult) -> str:
            f"- time: search {t.get('search', 0):.1f} s (scoring {t.get('score', 0):.1f} s, driver "
            f"{t.get('ask', 0) + t.get('tell', 0):.1f} s), models {t.get('models', 0):.1f} s"
            + (f", measurement {t['measure']:.1f} s" if t.get("measure") else ""),
-           "- files: command.json, study.db (optuna-dashboard sqlite:///study.db), candidates.csv/json, pareto.json, "
+           "- files: command.json, journal.log (the Optuna study: optuna-dashboard journal.log), candidates.csv/json, "
+           "pareto.json, "
            "best.json, pareto.png\n"]
     out.append("## Chosen model\n")
     if result.best is not None:

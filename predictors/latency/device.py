@@ -25,21 +25,56 @@ from ..base import ModelFileError
 from .device_model import DeviceModel, NoDataError, default_path
 from .fewshot import FewShotAdapter, calibration_set
 
-__all__ = ["load_device_model", "fit_phone_model", "available_devices", "calibrate_device"]
+__all__ = ["load_device_model", "fit_phone_model", "phone_model", "phone_fingerprint", "available_devices",
+           "calibrate_device", "SHIPPED_PHONE_MODELS"]
 
 
-def fit_phone_model(device: str, root: str | os.PathLike = "runs/predictors") -> Path:
-    """Fit the nn-Meter block model of a phone and save it as the device's latency model."""
+#: Phone models fitted once and shipped (``bench/ship_phone_models.py``), so that a fresh install
+#: does not spend half a minute per phone fitting them on first use.
+SHIPPED_PHONE_MODELS = Path(__file__).resolve().parent / "data"
+
+
+def phone_fingerprint(device: str) -> str:
+    """What a fitted phone model rests on: its block table's bytes and the fitting code's version."""
+    import hashlib
+
+    from .phone.model import FIT_VERSION
+
+    path = get_profile(device).calibration_file()
+    return f"{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}-fit{FIT_VERSION}"
+
+
+def phone_model(device: str, use_shipped: bool = True) -> DeviceModel:
+    """The nn-Meter block model of a phone: the shipped fit when it rests on the same table and fitting
+    code, else fitted now."""
     from .phone import fit_phone
 
     profile = get_profile(device)
     if profile.calibration.get("source") != "nn-meter":
         raise NoDataError(f"device {device}: no nn-Meter calibration data; measure it with 'nas farm sample --device {device}'")
+    fingerprint = phone_fingerprint(device)
+    shipped = SHIPPED_PHONE_MODELS / f"{device}-latency.json.gz"
+    if use_shipped and shipped.is_file():
+        import gzip
+
+        from search_space.files import loads
+
+        try:
+            model = DeviceModel.from_dict(loads(gzip.decompress(shipped.read_bytes()).decode(), str(shipped)),
+                                          where=f"shipped phone model {shipped.name}")
+            if model.data_hash == fingerprint and model.device == device:
+                return model
+        except (ModelFileError, OSError, ValueError):
+            pass  # an outdated or broken shipped file: fit instead
     est = fit_phone(device)
-    model = DeviceModel(device=device, target="latency", estimator=est, source="nn-meter",
-                        provenance=(f"nn-Meter block latencies measured on {profile.calibration.get('measured_on', '')} "
-                                    f"mapped onto EdgeViT sub-blocks ({profile.calibration.get('provenance', '')})"))
-    return model.save(default_path(device, "latency", root))
+    return DeviceModel(device=device, target="latency", estimator=est, source="nn-meter", data_hash=fingerprint,
+                       provenance=(f"nn-Meter block latencies measured on {profile.calibration.get('measured_on', '')} "
+                                   f"mapped onto EdgeViT sub-blocks ({profile.calibration.get('provenance', '')})"))
+
+
+def fit_phone_model(device: str, root: str | os.PathLike = "runs/predictors") -> Path:
+    """The nn-Meter block model of a phone (:func:`phone_model`), saved as the device's latency model."""
+    return phone_model(device).save(default_path(device, "latency", root))
 
 
 def load_device_model(device: str, root: str | os.PathLike = "runs/predictors", fit_missing: bool = True,
@@ -65,6 +100,9 @@ def load_device_model(device: str, root: str | os.PathLike = "runs/predictors", 
             raise
         fit_phone_model(device, root)  # rebuilt from the shipped table
         model = DeviceModel.load(path)
+    if derivable and model.source == "nn-meter" and model.data_hash != phone_fingerprint(device):
+        fit_phone_model(device, root)  # fitted from another table or by other code: refit
+        model = DeviceModel.load(path)
     if model.device != device or model.target != target:
         raise ModelFileError(f"predictor {path}: holds {model.device} {model.target}, not {device} {target}")
     return model
@@ -89,30 +127,45 @@ def calibrate_device(device: str, farm, n: int = 20, seed: int = 0, root: str | 
     Returns the saved path and the fitted :class:`~predictors.latency.fewshot.FewShotAdapter`. Base
     models are every other device with a model (measured, nn-Meter or few-shot), never one built on
     ``device`` itself; they are saved inside the adapter, so later changes to them do not silently
-    change what the adapter learned against.
+    change what the adapter learned against. Where the device's runtime profiles operators
+    (onnxruntime), the measurements carry their operator profiles and the operator-level model fitted
+    on them is one more base (``bench/fewshot_host.py`` shows what it adds).
     """
+    import dataclasses
+
+    from .operators import OperatorLatencyModel
+
     if n < 10:
         raise ValueError(f"n={n}: needs >= 10 (the reference set) and at most a few dozen")
     profile = get_profile(device)
+    profiling = profile.backend == "onnxruntime" and farm.store is not None
+    if profiling and not farm.protocol.profile_ops:
+        farm = type(farm)(farm.store, farm.cache_dir, dataclasses.replace(farm.protocol, profile_ops=True))
     names = bases if bases is not None else available_devices(root, exclude=device)
     if device in names:
         raise ValueError(f"bases: must not contain the device being calibrated ({device})")
     cfgs = calibration_set(n, seed)
     measured: list[tuple[EdgeViTConfig, float]] = []
+    rows = []
     for i, cfg in enumerate(cfgs):
         m = farm.measure(cfg, profile)
         if on_result:
             on_result(m, i + 1, len(cfgs))
         if m.status == "ok":
-            measured.append((cfg, m.median_ms))
+            measured.append((cfg, m.latency_ms))
+            rows.append(m)
     if len(measured) < 5:
         raise NoDataError(f"device {device}: only {len(measured)} of {len(cfgs)} calibration measurements succeeded")
     models = {b: load_device_model(b, root) for b in names}
     models = {b: m for b, m in models.items() if not _built_on(m, device)}
     if not models:
         raise NoDataError(f"device {device}: no other device has a latency model to calibrate against")
-    adapter = FewShotAdapter(bases={b: m.estimator for b, m in models.items()}).fit(
-        [c for c, _ in measured], [y for _, y in measured])
+    from .training import profiles_of
+
+    profiles = profiles_of(farm.store, rows) if profiling else None
+    local = {"operators": OperatorLatencyModel(n_folds_sigma=0)} if profiles is not None else None
+    adapter = FewShotAdapter(bases={b: m.estimator for b, m in models.items()}, local_bases=local).fit(
+        [c for c, _ in measured], [y for _, y in measured], profiles=profiles)
     model = DeviceModel(device=device, target="latency", estimator=adapter, source="few-shot",
                         provenance=(f"few-shot over {', '.join(sorted(models))}; calibrated on {len(measured)} "
                                     f"measurements, seed {seed}"), n_measurements=len(measured))

@@ -263,7 +263,12 @@ def fit_method(method: str, cfgs: Sequence[EdgeViTConfig], y: Sequence[float], p
     """``METHODS[method](**params)`` fitted; the operator profiles go to the methods that learn from them."""
     if method not in METHODS:
         raise ValueError(f"method={method!r}: allowed: {', '.join(METHODS)}")
-    est = METHODS[method](**params)
+    return fit_method_instance(METHODS[method](**params), cfgs, y, profiles)
+
+
+def fit_method_instance(est: LatencyEstimator, cfgs: Sequence[EdgeViTConfig], y: Sequence[float],
+                        profiles: Sequence | None = None) -> LatencyEstimator:
+    """``est.fit`` with the operator profiles when it learns from them."""
     if getattr(est, "needs_profiles", False):
         return est.fit(cfgs, y, profiles=profiles)
     return est.fit(cfgs, y)

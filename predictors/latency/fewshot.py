@@ -17,6 +17,12 @@ is given (``fit(X, y, pool=...)``: no latency of the new device is used), else o
 measurements themselves. The uncertainty is the spread of the adapter's own leave-one-out log
 residuals on the measurements (:func:`sklearn.model_selection.cross_val_predict`).
 
+A base can also be learned from the few measurements themselves (``local_bases``): the
+operator-level model (:mod:`predictors.latency.operators`) fitted on the operator profiles of the 20
+measured networks, which are thousands of operator timings of the new device. Such a base enters
+the adapter's own fit through out-of-fold predictions (K-fold over the measurements), so the adapter
+weighs it by how it predicts networks it did not see, and predicts with the base refitted on all.
+
 The same estimator serves EdgeViT candidates (``nas farm calibrate``: bases are other devices'
 latency models, saved inside the adapter's file) and the HELP benchmark's NAS-Bench-201 and FBNet
 networks (:mod:`public_benchmarks.help`: bases are meta-train devices' surrogates, the profile is a
@@ -38,7 +44,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 from sklearn.linear_model import BayesianRidge, RidgeCV
-from sklearn.model_selection import LeaveOneOut, cross_val_predict
+from sklearn.model_selection import KFold, LeaveOneOut, cross_val_predict
 
 from search_space import EdgeViTConfig, cost, reference_set
 
@@ -89,6 +95,9 @@ class FewShotAdapter(LatencyEstimator):
     ----------
     bases : mapping of name -> fitted estimator or callable ``X -> latency``
         Never a model of the device being calibrated.
+    local_bases : mapping of name -> unfitted estimator
+        Fitted inside :meth:`fit` on the new device's own measurements (module docstring); an
+        estimator that learns from operator profiles gets ``fit(..., profiles=...)``.
     profile : ``"log_macs"``, ``"none"`` or a callable ``X -> (n, k)`` matrix
     base_transform : ``"log"`` or ``"linear"``
         Whether base predictions enter as log latencies or as latencies.
@@ -102,8 +111,11 @@ class FewShotAdapter(LatencyEstimator):
 
     def __init__(self, bases: Mapping[str, Any] | None = None, profile: str | Callable = "log_macs",
                  base_transform: str = "log", base_weight: float = 1.0, profile_weight: float = 1.0,
-                 target: str = "log", select: str = "loo", alphas: Sequence[float] = (0.01, 0.1, 1.0, 10.0, 100.0)):
+                 target: str = "log", select: str = "loo", alphas: Sequence[float] = (0.01, 0.1, 1.0, 10.0, 100.0),
+                 local_bases: Mapping[str, Any] | None = None, local_folds: int = 5):
         self.bases = bases
+        self.local_bases = local_bases
+        self.local_folds = local_folds
         self.profile = profile
         self.base_transform = base_transform
         self.base_weight = base_weight
@@ -121,15 +133,22 @@ class FewShotAdapter(LatencyEstimator):
                 raise ValueError(f"{name}={value!r}: allowed: {', '.join(allowed)}")
         if isinstance(self.profile, str) and self.profile not in PROFILES:
             raise ValueError(f"profile={self.profile!r}: allowed: {', '.join(PROFILES)} or a callable")
-        if not self.bases and self.profile_weight <= 0:
+        if not self.bases and not self.local_bases and self.profile_weight <= 0:
             raise ValueError("bases: needs at least one base, or a profile with profile_weight > 0")
 
-    def _raw(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
-        """The unstandardised feature columns and each column's group weight."""
+    def _base_columns(self, X: Any) -> dict[str, np.ndarray]:
+        cols = {name: _base_predict(b, X) for name, b in (self.bases or {}).items()}
+        cols.update({f"local:{name}": _base_predict(b, X) for name, b in getattr(self, "local_fitted_", {}).items()})
+        return cols
+
+    def _raw(self, X: Any, columns: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The unstandardised feature columns and each column's group weight (``columns``: base
+        predictions already made, e.g. out of fold)."""
         cols = []
         if self.base_weight > 0:
-            for name in sorted(self.bases or {}):
-                p = _base_predict(self.bases[name], X)
+            given = self._base_columns(X) if columns is None else columns
+            for name in sorted(given):
+                p = np.asarray(given[name], dtype=float)
                 if self.base_transform == "log":
                     # A linear surrogate can predict <= 0 ms; 1 us keeps its log finite and not extreme.
                     p = np.log(np.maximum(p, LOG_FLOOR_MS))
@@ -142,9 +161,26 @@ class FewShotAdapter(LatencyEstimator):
         w = np.r_[np.full(n_base, float(self.base_weight)), np.full(A.shape[1] - n_base, float(self.profile_weight))]
         return A, w
 
-    def _design(self, X: Any) -> np.ndarray:
-        A, w = self._raw(X)
+    def _design(self, X: Any, columns: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        A, w = self._raw(X, columns)
         return (A - self.mean_) / self.scale_ * w
+
+    def _fit_local(self, X: Any, y: np.ndarray, profiles: Sequence | None) -> dict[str, np.ndarray]:
+        """Fit each local base on all measurements; return its out-of-fold predictions on them."""
+        from .estimators import fit_method_instance
+
+        self.local_fitted_: dict[str, Any] = {}
+        oof: dict[str, np.ndarray] = {}
+        folds = min(self.local_folds, len(y))
+        for name, est in sorted((self.local_bases or {}).items()):
+            pred = np.zeros(len(y))
+            for tr, te in KFold(folds, shuffle=True, random_state=0).split(y):
+                sub = fit_method_instance(clone(est), [X[i] for i in tr], y[tr],
+                                          [profiles[i] for i in tr] if profiles is not None else None)
+                pred[te] = _base_predict(sub, [X[i] for i in te])
+            oof[f"local:{name}"] = pred
+            self.local_fitted_[name] = fit_method_instance(clone(est), X, y, profiles)
+        return oof
 
     def _regressor(self):
         if self.select == "evidence":
@@ -158,20 +194,23 @@ class FewShotAdapter(LatencyEstimator):
         return np.exp(t) if self.target == "log" else np.maximum(t * self.y_scale_, 1e-9)
 
     # -- fit / predict
-    def fit(self, X: Any, y: Sequence[float], pool: Any = None) -> "FewShotAdapter":
+    def fit(self, X: Any, y: Sequence[float], pool: Any = None, profiles: Sequence | None = None) -> "FewShotAdapter":
         """``X``: the measured items (EdgeViT configurations, or whatever the bases and profile take);
-        ``y``: their latencies; ``pool``: unlabelled items to standardise the columns over."""
+        ``y``: their latencies; ``pool``: unlabelled items to standardise the columns over;
+        ``profiles``: the measurements' operator profiles, for local bases that learn from them."""
         self._check_params()
         X = list(X) if not isinstance(X, np.ndarray) else X
         y = check_targets(y, len(X))
         if len(y) < MIN_SHOTS:
             raise ValueError(f"y: need >= {MIN_SHOTS} positive latencies, got {len(y)}")
-        self.base_names_ = tuple(sorted(self.bases or {}))
+        oof = self._fit_local(X, y, profiles)
+        self.base_names_ = tuple(sorted([*(self.bases or {}), *oof]))
         self.y_scale_ = float(np.mean(y))
-        A_pool, _ = self._raw(pool if pool is not None else X)
+        columns = {**{name: _base_predict(b, X) for name, b in (self.bases or {}).items()}, **oof}
+        A_pool, _ = self._raw(pool, None) if pool is not None else self._raw(X, columns)
         self.mean_ = A_pool.mean(axis=0)
         self.scale_ = A_pool.std(axis=0) + 1e-12
-        Z = self._design(X)
+        Z = self._design(X, columns)
         t = self._to_target(y)
         reg = self._regressor()
         model = clone(reg).fit(Z, t)
@@ -200,14 +239,19 @@ class FewShotAdapter(LatencyEstimator):
 
     # -- persistence
     def _get_state(self) -> dict[str, Any]:
-        return {"base_names": list(self.base_names_), "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
+        return {"local": {k: v.to_dict() for k, v in self.local_fitted_.items()},
+                "base_names": list(self.base_names_), "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
                 "coef": self.coef_.tolist(), "intercept": self.intercept_, "alpha": self.alpha_,
                 "y_scale": self.y_scale_, "rel_sigma": self.rel_sigma_, "n_train": self.n_train_}
 
     def _set_state(self, s: Mapping[str, Any]) -> None:
         self._check_params()
+        local = s.get("local", {})
+        if not isinstance(local, dict) or set(local) != set(self.local_bases or {}):
+            raise ModelFileError("state.local: does not match the local bases")
+        self.local_fitted_ = {k: LatencyEstimator.from_dict(v) for k, v in local.items()}
         self.base_names_ = tuple(str(b) for b in s["base_names"])
-        if self.base_names_ != tuple(sorted(self.bases or {})):
+        if self.base_names_ != tuple(sorted([*(self.bases or {}), *(f"local:{k}" for k in local)])):
             raise ModelFileError("state.base_names: do not match the saved bases")
         if not isinstance(self.profile, str):
             raise ModelFileError("profile: a saved adapter names its profile")
