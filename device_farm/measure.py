@@ -228,17 +228,24 @@ class Farm:
         }
 
     def _run_worker(self, request: dict[str, Any]) -> dict[str, Any]:
+        t_wait = time.perf_counter()
         try:
-            proc = subprocess.run([sys.executable, "-m", "device_farm.worker"], input=json.dumps(request),
-                                  capture_output=True, text=True, timeout=self.protocol.timeout_s,
-                                  env={**os.environ, "OMP_NUM_THREADS": str(request["threads"])})
+            with _machine_lock(self.protocol.timeout_s):
+                waited = time.perf_counter() - t_wait
+                proc = subprocess.run([sys.executable, "-m", "device_farm.worker"], input=json.dumps(request),
+                                      capture_output=True, text=True, timeout=self.protocol.timeout_s,
+                                      env={**os.environ, "OMP_NUM_THREADS": str(request["threads"])})
         except subprocess.TimeoutExpired:
             return {"status": "failed", "error": f"worker timed out after {self.protocol.timeout_s:.0f} s"}
+        except TimeoutError as e:
+            return {"status": "failed", "error": str(e)}
         if proc.returncode != 0 or not proc.stdout.strip():
             why = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
             tail = (proc.stderr.strip().splitlines() or [""])[-1]
             return {"status": "failed", "error": f"worker crashed ({why}): {tail}".rstrip(": ")}
-        return json.loads(proc.stdout)
+        res = json.loads(proc.stdout)
+        res["waited_s"] = round(waited, 3)
+        return res
 
     def _judge(self, res: dict[str, Any], band: list[float]) -> list[str]:
         """Reasons this run is disturbed (empty: clean)."""
@@ -330,6 +337,7 @@ class Farm:
             reasons.append(f"{len(sessions)} sessions: the closest two ratios differ by {spread:.1%} "
                            f"(> {p.session_agreement:.1%})")
         kept = sum(s["rounds_kept"] for s in sessions) / max(1, sum(len(s["rounds"]) for s in sessions))
+        env["waited_for_other_measurements_s"] = round(sum(s.get("waited_s", 0.0) for s in sessions), 2)
         if kept < 0.5:
             reasons.append(f"only {kept:.0%} of the rounds outside drift windows")
         times = [t for s in sessions for t in s["times_ms"]]
@@ -407,3 +415,41 @@ def _closest_pair(sessions: list[dict[str, Any]], near: int | None = None) -> tu
     if len(r) < 2:
         return 0.0, (0,)
     return min((max(r[i], r[j]) / min(r[i], r[j]) - 1.0, (i, j)) for i in range(len(r)) for j in range(i + 1, len(r)))
+
+
+#: One measurement at a time on a machine: every local device (onnxruntime, a CPU's other runtimes)
+#: shares its cores, and two workers timing at once slowed each other by 19-26% (issue #17).
+MACHINE_LOCK = Path(tempfile.gettempdir()) / "edgevit-nas-measure.lock"
+
+
+class _machine_lock:
+    """Hold :data:`MACHINE_LOCK` while a worker times; another farm process waits its turn (up to
+    ``timeout_s``), so concurrent ``nas farm`` commands take turns instead of disturbing each other."""
+
+    def __init__(self, timeout_s: float):
+        self.timeout_s = timeout_s
+        self.fd: int | None = None
+
+    def __enter__(self) -> "_machine_lock":
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return self
+        self.fd = os.open(MACHINE_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    self.fd = None
+                    raise TimeoutError(f"another measurement held this machine for more than {self.timeout_s:.0f} s "
+                                       f"({MACHINE_LOCK}); run measurements one at a time") from None
+                time.sleep(0.2)
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

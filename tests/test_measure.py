@@ -127,3 +127,23 @@ def test_anchor_checks_fix_the_unit_once_and_correct_later_measurements(tmp_path
     # a check younger than anchor_every_s is reused, also by another process's farm
     again = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=dataclasses.replace(p, anchor_every_s=3600.0))
     assert again.anchor_factor(get_profile("host")) == farm.store.last_anchor_check("host", m2.runtime_version, 1)
+
+
+def test_a_second_measurement_on_this_machine_waits_its_turn(farm):
+    """Two farm processes timing at once slow each other; the machine lock makes them take turns (issue #17)."""
+    import fcntl
+    import os
+    import threading
+    import time
+
+    from device_farm.measure import MACHINE_LOCK
+
+    for cfg in (SMALL, *CANDLES):  # exported first: the export itself takes about a second
+        onnx_path_for(cfg, farm.cache_dir)
+    fd = os.open(MACHINE_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # "another process" is measuring
+    threading.Timer(1.5, lambda: os.close(fd)).start()
+    t0 = time.perf_counter()
+    m = farm.measure(SMALL, get_profile("host"))
+    assert m.status == "ok", m.error
+    assert m.env["waited_for_other_measurements_s"] >= 1.0 and time.perf_counter() - t0 >= 1.5

@@ -209,3 +209,22 @@ def test_unknown_device_is_a_one_line_error(call):
     assert "\n" not in msg
     assert msg.startswith("device_id='galaxy_s99'")
     assert "allowed: " in msg and all(d in msg for d in PHONES) and "host" not in msg.split("allowed:")[1]
+
+
+def test_shipped_phone_models_are_current_and_load_without_fitting(tmp_path):
+    """A fresh install loads the phones' fitted models in well under a second instead of fitting them
+    (issue #16); each shipped fit rests on the current table and fitting code (else it is refitted)."""
+    import gzip
+    import time
+
+    from predictors.latency import load_device_model
+    from predictors.latency.device import SHIPPED_PHONE_MODELS, phone_fingerprint
+
+    for device in PHONES:
+        d = json.loads(gzip.decompress((SHIPPED_PHONE_MODELS / f"{device}-latency.json.gz").read_bytes()))
+        assert d["data_hash"] == phone_fingerprint(device), f"{device}: run python bench/ship_phone_models.py"
+    t0 = time.perf_counter()
+    model = load_device_model("s21", tmp_path)
+    assert time.perf_counter() - t0 < 5.0 and model.source == "nn-meter"
+    mean, std = model.predict([ss.PRESETS["edgevit_xxs"]])
+    assert mean[0] > 0 and std[0] > 0
