@@ -348,3 +348,24 @@ def test_a_storage_that_cannot_open_leaves_no_run_behind(storage, tmp_path, host
         run_search(_cfg(tmp_path, host_root, "r", storage=storage, n_trials=4))
     assert "\n" not in str(e.value)
     assert not (tmp_path / "r").exists()  # the run id is free again
+
+
+def test_the_run_journal_survives_a_torn_write_and_reads_as_an_optuna_journal(tmp_path):
+    """A kill mid-write leaves half a line; reopening cuts it and keeps every complete operation, and
+    Optuna's own journal backend (what optuna-dashboard reads) reads the file (issue #16)."""
+    from optuna.storages.journal import JournalFileBackend
+
+    from nas.search.storage import open_storage
+
+    path = tmp_path / "journal.log"
+    study = optuna.create_study(storage=open_storage(f"journal:///{path}", single_writer=True), study_name="s")
+    for i in range(5):
+        t = study.ask()
+        t.suggest_int("x", 0, 10)
+        study.tell(t, float(i))
+    whole = path.read_bytes()
+    path.write_bytes(whole + b'{"op_code": 4, "worker_id": "torn')  # a write cut off by kill -9
+    again = optuna.load_study(study_name="s", storage=open_storage(f"journal:///{path}", single_writer=True))
+    assert [t.value for t in again.trials] == [0.0, 1.0, 2.0, 3.0, 4.0] and path.read_bytes() == whole
+    theirs = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(JournalFileBackend(str(path))))
+    assert [t.params for t in theirs.trials] == [t.params for t in again.trials]

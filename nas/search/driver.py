@@ -169,7 +169,7 @@ class _Search:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         cfg = self.config
         directions = [OBJECTIVES[o] for o in cfg.objectives]
-        storage = open_storage(self._storage_url())
+        storage = open_storage(self._storage_url(), single_writer=not self.config.storage)
         n_existing = 0
         try:
             existing = optuna.load_study(study_name=cfg.study_name, storage=storage)
