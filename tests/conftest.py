@@ -38,6 +38,30 @@ def ray_local():
     ray.shutdown()
 
 
+HOST_DATA = Path(__file__).parent / "data" / "host_measurements.csv"
+
+
+@pytest.fixture(scope="session")
+def host_store(tmp_path_factory) -> Path:
+    """The shipped real host measurements imported into a store, shared by the tests that read them."""
+    from device_farm import MeasurementStore
+
+    path = tmp_path_factory.mktemp("store") / "m.sqlite"
+    MeasurementStore(path).import_csv(HOST_DATA)
+    return path
+
+
+@pytest.fixture(scope="session")
+def host_root(tmp_path_factory, host_store) -> Path:
+    """A predictor folder holding a host latency model trained on the 287 real host measurements."""
+    from device_farm import MeasurementStore
+    from predictors.latency import default_path, train
+
+    root = tmp_path_factory.mktemp("predictors")
+    train(MeasurementStore(host_store), "host", method="kernel").save(default_path("host", "latency", root))
+    return root
+
+
 SHAPES = ("circle", "cross", "square", "triangle")
 N_TRAIN, N_VAL = 80, 20  # per class: 320 training and 80 validation images
 

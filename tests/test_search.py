@@ -30,23 +30,6 @@ DATA = Path(__file__).parent / "data" / "host_measurements.csv"
 FAST = {"proxies": ("params",), "device": "host"}
 
 
-@pytest.fixture(scope="module")
-def host_store(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("store") / "m.sqlite"
-    MeasurementStore(path).import_csv(DATA)
-    return path
-
-
-@pytest.fixture(scope="module")
-def host_root(tmp_path_factory, host_store) -> Path:
-    """A predictor folder holding a host latency model trained on the 287 real host measurements."""
-    from predictors.latency import default_path, train
-
-    root = tmp_path_factory.mktemp("predictors")
-    train(MeasurementStore(host_store), "host", method="kernel").save(default_path("host", "latency", root))
-    return root
-
-
 def _cfg(tmp_path, root, name="run", **kw) -> SearchConfig:
     base = dict(FAST, predictor_root=str(root), run_dir=str(tmp_path / name), ray=False, workers=2, n_trials=24)
     base.update(kw)

@@ -148,7 +148,11 @@ class _Search:
         cfg = self.config
         # A resumed run reseeds from (seed, trials so far): the same seed again would replay the first
         # draws and propose only duplicates; this stays deterministic for a given interruption point.
-        seed = cfg.seed if n_existing == 0 else int(np.random.SeedSequence([cfg.seed, n_existing]).generate_state(1)[0])
+        # Drivers sharing a study draw from their own streams (seed and run id), else two drivers with
+        # the same seed would propose, and score, the same candidates at the same time.
+        entropy = [cfg.seed, n_existing] + ([int.from_bytes(self.run_id.encode()[:16], "big")] if cfg.storage else [])
+        seed = cfg.seed if len(entropy) == 2 and n_existing == 0 else int(
+            np.random.SeedSequence(entropy).generate_state(1)[0])
         # Optuna >= 5 reads constraints that trials carry (``Trial.set_constraint``, what the driver
         # calls); older versions need a ``constraints_func``, which reads the same user attribute.
         constrained = cfg.budget_ms is not None or cfg.budget_mj is not None
@@ -176,8 +180,13 @@ class _Search:
             n_existing = len(existing.get_trials(deepcopy=False))
         except KeyError:
             pass
-        study = optuna.create_study(study_name=cfg.study_name, storage=storage, directions=directions,
-                                    sampler=self._sampler(n_existing), load_if_exists=True)
+        try:  # creating is atomic in the storage: exactly one of several drivers creates the study
+            study = optuna.create_study(study_name=cfg.study_name, storage=storage, directions=directions,
+                                        sampler=self._sampler(n_existing), load_if_exists=False)
+            self.created_study = True
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(study_name=cfg.study_name, storage=storage, sampler=self._sampler(n_existing))
+            self.created_study = False
         if [d.name.lower() for d in study.directions] != directions:
             raise ConfigError("study_name", cfg.study_name, f"exists in {cfg.storage} with other objectives")
         return study
@@ -233,7 +242,7 @@ class _Search:
             self._write_command(fresh, argv)
             key = f"{self.run_dir.resolve()}:{os.getpid()}:{time.time_ns()}"
             self.pool = RayPool(self.scorer, key) if self.config.ray else LocalPool(self.scorer)
-            if fresh and self.config.seed_presets and not study.trials:
+            if fresh and self.config.seed_presets and self.created_study:  # only the driver that created the study
                 for name, p in PRESETS.items():
                     if DEFAULT_SPACE.contains(p):
                         study.enqueue_trial(DEFAULT_SPACE.params_of(p), user_attrs={"preset": name})

@@ -31,7 +31,7 @@ __all__ = ["JOURNAL", "LEGACY_DB", "SCHEMES", "RunJournal", "default_url", "open
 JOURNAL = "journal.log"
 LEGACY_DB = "study.db"
 SCHEMES = ("journal", "sqlite", "postgresql", "mysql")
-_DRIVERS = {"postgresql": "psycopg2 (pip install psycopg2-binary)", "mysql": "PyMySQL (pip install pymysql)"}
+_DRIVERS = {"postgresql": "psycopg (pip install 'psycopg[binary]')", "mysql": "PyMySQL (pip install pymysql)"}
 
 
 def default_url(run_dir: Path) -> str:
