@@ -14,7 +14,14 @@ it only keeps that IP when "clusters" are off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUST
 name honoured on Linux too), which :func:`init_ray` sets for the embedded Ray and checks afterwards.
 Joining or serving a cluster is the deliberate opposite: Ray has no bind option for those servers,
 so they listen on all interfaces; ``nas farm serve`` asks for ``--bind-all`` to say so. Ray's
-token file (``~/.ray/auth_token``) is kept private (0600 in a 0700 folder).
+token file (``~/.ray/auth_token``) is kept private (0600 in a 0700 folder). A head started by ``ray
+start --head`` turns token authentication on by itself when that file exists, but a process joining it
+does not (Ray 2.60): :func:`use_token_auth` turns it on for the joining side the same way, so that
+``nas search --ray-address`` and ``nas farm serve`` reach such a head.
+
+A node that leaves the cluster (killed, network gone) fails its running measurement and leaves the
+others unschedulable: :func:`measure_remote` records them as ``failed`` with the reason instead of
+waiting for a node that will not come back.
 """
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ from .measurement import Measurement
 from .profiles import DeviceProfile, get_profile
 
 __all__ = ["LOOPBACK", "binding_note", "device_resource", "init_ray", "measure_remote", "protect_ray_token",
-           "reachable_on_cluster", "serve", "serve_command"]
+           "reachable_on_cluster", "serve", "serve_command", "use_token_auth"]
 
 
 def device_resource(device_id: str) -> str:
@@ -64,6 +71,27 @@ def protect_ray_token(home: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
+_AUTH_ENV = "RAY_AUTH_MODE"
+
+
+def use_token_auth(home: str | os.PathLike | None = None) -> bool:
+    """Turn Ray's token authentication on for a process about to join a cluster, exactly where Ray's own
+    head would have turned it on: the mode is not set and a token exists (``RAY_AUTH_TOKEN``,
+    ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``). An explicit ``RAY_AUTH_MODE`` is left alone."""
+    if os.environ.get(_AUTH_ENV) is not None:
+        return os.environ[_AUTH_ENV].lower() == "token"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or Path(home or Path.home()) / ".ray" / "auth_token"
+    if not (os.environ.get("RAY_AUTH_TOKEN") or Path(path).is_file()):
+        return False
+    os.environ[_AUTH_ENV] = "token"
+    if "ray._raylet" in sys.modules:  # Ray read its configuration at import: make it read the mode again
+        try:
+            sys.modules["ray._raylet"].Config.initialize("")
+        except Exception:  # another Ray version: the environment alone then has to do
+            pass
+    return True
+
+
 def _loopback_only(enabled: bool) -> None:
     """Turn Ray's "no clusters" mode on (embedded, loopback) or back to its default (joining a cluster)."""
     if enabled:
@@ -86,6 +114,8 @@ def init_ray(address: str | None = None, local_devices: Iterable[str] = ("host",
         return
     _loopback_only(not address)  # before Ray is imported where possible: it reads the switch at import
     protect_ray_token()
+    if address:
+        use_token_auth()
     import ray
 
     try:
@@ -160,12 +190,18 @@ def _remote_measure(cfg_json: str, profile_id: str, protocol: dict, band: list[f
     return m.to_dict()
 
 
+#: How often a measurement waiting on a node checks that the node is still in the cluster.
+NODE_CHECK_S = 2.0
+
+
 def measure_remote(farm: Farm, cfgs: list[EdgeViTConfig], profile: DeviceProfile) -> Iterator[Measurement]:
     """Measure ``cfgs`` on the node owning ``profile``'s device; yield each record once stored.
 
     Tasks are submitted all at once; the ``device:<id>`` resource runs them one by one. Results are
     written by this (driver) process in completion order, so an interrupt loses at most the ones
-    still running.
+    still running. A task whose node dies comes back as a ``failed`` record naming the Ray error; once
+    no node offers the device any more, the tasks still waiting are cancelled and recorded ``failed``
+    too, rather than waited for.
     """
     import dataclasses
 
@@ -174,14 +210,38 @@ def measure_remote(farm: Farm, cfgs: list[EdgeViTConfig], profile: DeviceProfile
     task = ray.remote(num_cpus=1, max_retries=0)(_remote_measure)
     band = farm.candle_band(profile)
     protocol = dataclasses.asdict(farm.protocol)
-    pending = [task.options(resources={device_resource(profile.id): 1}).remote(c.to_json(indent=None), profile.id,
-                                                                             protocol, band) for c in cfgs]
+    refs = {task.options(resources={device_resource(profile.id): 1}).remote(c.to_json(indent=None), profile.id,
+                                                                          protocol, band): c for c in cfgs}
+    pending = list(refs)
     while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        m = Measurement.from_dict(ray.get(done[0]))
-        if farm.store is not None:
-            farm.record(m)
-        yield m
+        done, pending = ray.wait(pending, num_returns=1, timeout=NODE_CHECK_S)
+        if done:
+            try:
+                m = Measurement.from_dict(ray.get(done[0]))
+            except ray.exceptions.RayError as e:  # the node or its worker died under the measurement
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                m = _lost(refs[done[0]], profile, f"{type(e).__name__} on the node owning {profile.id}: {first}")
+            lost = [m]
+        elif not reachable_on_cluster(profile.id):
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            lost = [_lost(refs[ref], profile, f"no node of the cluster offers {device_resource(profile.id)} any more "
+                                              "(the node left); not measured") for ref in pending]
+            pending = []
+        else:
+            continue
+        for m in lost:
+            if farm.store is not None:
+                farm.record(m)
+            yield m
+
+
+def _lost(cfg: EdgeViTConfig, profile: DeviceProfile, why: str) -> Measurement:
+    """The record of a measurement its node never returned."""
+    return Measurement(arch_id=cfg.arch_id, device=profile.id, runtime=profile.runtime, runtime_version="unknown",
+                       input_shape=f"1x3x{cfg.resolution}x{cfg.resolution}", threads=profile.threads,
+                       precision=profile.precision, status="failed", error=why, config=cfg.to_dict(),
+                       source="measured:ray")
 
 
 def serve_command(device_id: str, address: str, num_cpus: int | None = None,
@@ -209,5 +269,6 @@ def serve(device_id: str, address: str, num_cpus: int | None = None, node_ip_add
     """Join the cluster at ``address`` as the node owning ``device_id``, until interrupted."""
     get_profile(device_id)  # unknown ids fail here, listing the known ones
     protect_ray_token()
+    use_token_auth()
     env = {k: v for k, v in os.environ.items() if k != _CLUSTER_ENV}  # a worker node needs clusters on
     return subprocess.call(serve_command(device_id, address, num_cpus, node_ip_address), env=env)
