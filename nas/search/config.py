@@ -8,11 +8,16 @@ from typing import Any
 
 from search_space.config import ConfigError
 
-__all__ = ["OBJECTIVES", "SAMPLERS", "DEFAULT_TRIALS", "DEFAULT_WORKERS", "SearchConfig", "new_run_id"]
+__all__ = ["MODES", "OBJECTIVES", "SAMPLERS", "DEFAULT_TRIALS", "DEFAULT_WORKERS", "SearchConfig", "new_run_id"]
 
 #: Objective name -> Optuna direction.
 OBJECTIVES: dict[str, str] = {"accuracy": "maximize", "latency": "minimize", "energy": "minimize"}
 SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "gp", "random")
+#: What the sampler optimises. ``budget``: the accuracy score alone, the budgets as constraints, so
+#: trials gather where the budget binds (the best model under it is what was asked for); ``front``:
+#: every objective at once, trials spread along the whole accuracy-latency front (a family of models,
+#: or no budget). The reported Pareto front is computed from all candidates in both modes.
+MODES: tuple[str, ...] = ("budget", "front")
 #: 200 trials: 92 s for ``nas search --device s21 --budget-ms 30`` with the default proxy score on this
 #: project's 2-core machine (bench/search_overhead.py), about 120 distinct feasible candidates.
 DEFAULT_TRIALS = 200
@@ -30,6 +35,7 @@ class SearchConfig:
     storage URL; ``None`` is the run directory's journal (:mod:`nas.search.storage`).
     ``proxies``: the accuracy score's proxies (``None``: the default set; ``("params",)`` is an instant
     analytic score for quick runs). ``seed_presets``: enqueue EdgeViT-XXS/XS/S as the first trials.
+    ``mode``: :data:`MODES`; ``None`` is ``budget`` when a budget is given, else ``front``.
     """
 
     device: str
@@ -52,6 +58,13 @@ class SearchConfig:
     population_size: int | None = None
     predictor_root: str = "runs/predictors"
     store: str | None = None
+    mode: str | None = None
+
+    @property
+    def effective_mode(self) -> str:
+        if self.mode is not None:
+            return self.mode
+        return "budget" if (self.budget_ms is not None or self.budget_mj is not None) else "front"
 
     def validate(self) -> "SearchConfig":
         """Raise :class:`ConfigError` (or ``ProfileError`` for an unknown device) naming the bad field."""
@@ -66,6 +79,10 @@ class SearchConfig:
         bad = [o for o in objs if o not in OBJECTIVES]
         if bad or len(set(objs)) != len(objs) or "accuracy" not in objs or "latency" not in objs:
             raise ConfigError("objectives", ",".join(objs), "allowed: accuracy,latency or accuracy,latency,energy")
+        if self.mode is not None and self.mode not in MODES:
+            raise ConfigError("mode", self.mode, "allowed: " + ", ".join(MODES))
+        if self.mode == "budget" and self.budget_ms is None and self.budget_mj is None:
+            raise ConfigError("mode", self.mode, "needs a budget (budget_ms or budget_mj); 'front' searches without one")
         if self.sampler not in SAMPLERS:
             raise ConfigError("sampler", self.sampler, "allowed: " + ", ".join(SAMPLERS))
         for name, lo in (("n_trials", 1), ("measure_top_k", 0), ("seed", 0)):
@@ -97,6 +114,7 @@ class SearchConfig:
         d["objectives"] = tuple(d.get("objectives", ("accuracy", "latency")))
         if d.get("proxies") is not None:
             d["proxies"] = tuple(d["proxies"])
+        d.setdefault("mode", "front")  # runs saved before modes existed optimised the whole front
         return cls(**d)
 
 

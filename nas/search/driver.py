@@ -172,7 +172,7 @@ class _Search:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         cfg = self.config
-        directions = [OBJECTIVES[o] for o in cfg.objectives]
+        directions = self._directions()
         storage = open_storage(self._storage_url(), single_writer=not self.config.storage)
         n_existing = 0
         try:
@@ -315,7 +315,14 @@ class _Search:
             out.append(r["energy_mj"] - cfg.budget_mj)
         return out
 
+    def _directions(self) -> list[str]:
+        if self.config.effective_mode == "budget":
+            return ["maximize"]  # the score alone; the budgets are the trials' constraints
+        return [OBJECTIVES[o] for o in self.config.objectives]
+
     def _values(self, r: dict[str, Any]) -> list[float]:
+        if self.config.effective_mode == "budget":
+            return [r["score"]]
         key = {"accuracy": "score", "latency": "latency_ms", "energy": "energy_mj"}
         return [r[key[o]] for o in self.config.objectives]
 
