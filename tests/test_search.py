@@ -301,3 +301,28 @@ def test_a_shared_storage_study_is_continued_by_a_second_driver(tmp_path, host_r
     assert b.n_trials == 14 and not (tmp_path / "b" / "study.db").exists()
     assert {c.arch_id for c in a.candidates} <= {c.arch_id for c in b.candidates}
     assert not set(scored) & {c.arch_id for c in a.candidates}
+
+
+def test_default_score_is_an_estimated_top1_and_flags_candidates_outside_its_evidence(tmp_path, host_root, capsys):
+    """Issue #15: without --proxies the score is the prior's top-1 with an interval; the table, the
+    report and the printed lines say what it is, where it was validated, and flag what lies outside."""
+    from nas.search.outputs import candidate_row, evidence
+
+    res = run_search(_cfg(tmp_path, host_root, proxies=None, n_trials=12, budget_ms=40.0))
+    assert res.accuracy_unit == "top-1 %" and res.accuracy_domain is not None
+    assert all(50 < c.score < 95 and c.score_std > 0 for c in res.candidates)
+    report = (res.run_dir / "report.md").read_text()
+    assert "est. top-1 %" in report and "validated on" in report and "| evidence |" in report
+    big = next(c for c in res.candidates if c.preset == "edgevit_s" or c.trial == 0)
+    dom = res.accuracy_domain
+    from predictors.accuracy import Domain
+
+    tight = Domain((dom.params[0], big.params - 1), dom.macs, dom.resolution, "test")
+    row = candidate_row(big, tight, res.accuracy_unit)
+    assert row["evidence"].startswith("outside: params") and " ± " in row["score"]
+    assert evidence(big, None) == ""
+    from nas.search_cli import print_result
+
+    print_result(__import__("nas.common", fromlist=["console"]).console(), res)
+    out = capsys.readouterr().out
+    assert "est. top-1 %" in out and "validated on" in out and "evidence" in out

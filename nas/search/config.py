@@ -25,8 +25,10 @@ class SearchConfig:
 
     ``workers``: trials asked per round and scored in parallel (``None``: the Ray cluster's CPUs, 1
     without Ray). ``storage``: an Optuna storage URL; ``None`` is ``sqlite:///<run_dir>/study.db``.
-    ``proxies``: the accuracy score's proxies (``None``: the default set; ``("params",)`` is an instant
-    analytic score for quick runs). ``seed_presets``: enqueue EdgeViT-XXS/XS/S as the first trials.
+    ``proxies``: ``None`` scores with the default source (``predictors.accuracy.DEFAULT_SOURCE``: the
+    accuracy prior's estimated top-1, corrected by ``runs/results.jsonl``); a tuple opts in to the
+    zero-cost proxy percentile of those proxies (``("default",)``: params+zico+dss; ``("params",)`` is
+    an instant analytic rank for quick runs). ``seed_presets``: enqueue EdgeViT-XXS/XS/S as the first trials.
     """
 
     device: str
