@@ -7,7 +7,8 @@ seed 0; Kendall / Spearman with 95% family-bootstrap intervals, within and acros
 without distilled weights. Writes ``bench/results/proxies_imagenet.json`` (raw scores included).
 
 Run: ``python bench/proxies_imagenet.py`` (scores every network: about 10-20 minutes on one thread)
-or ``python bench/proxies_imagenet.py --scores-from bench/results/proxies_imagenet.json`` (seconds).
+or ``python bench/proxies_imagenet.py --scores-from bench/results/proxies_imagenet.json`` (seconds;
+``--rescore-failed`` scores the networks the file lists as failed and keeps the others' scores).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scores-from")
     ap.add_argument("--bootstrap", type=int, default=L.N_BOOT)
+    ap.add_argument("--rescore-failed", action="store_true", help="with --scores-from: score the failed networks now")
     args = ap.parse_args()
     t0 = time.perf_counter()
 
@@ -31,7 +33,10 @@ def main() -> None:
         if done % 10 == 0 or done == total:
             print(f"  {done}/{total} scored ({time.perf_counter() - t0:.0f} s)", flush=True)
 
-    r = L.evaluate(scores_from=args.scores_from, n_boot=args.bootstrap, progress=progress)
+    r = L.evaluate(scores_from=args.scores_from, n_boot=args.bootstrap, progress=progress,
+                   rescore_failed=args.rescore_failed)
+    if r.sides:
+        print(f"scored at their published resolution (cannot run at 128 px): {r.sides}")
     print(r.to_markdown())
     if r.failed:
         print(f"not scored: {r.failed}")

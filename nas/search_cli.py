@@ -340,7 +340,7 @@ def cmd_family(args: argparse.Namespace) -> int:
             t.add_row(m.name, f"{m.budget_ms:g}", m.like or "", "[red]none within budget[/]",
                       "", f"fastest {f.latency_ms:.2f}" if f else "", "", "", "")
             continue
-        r = candidate_row(m.candidate)
+        r = candidate_row(m.candidate, fam.search.accuracy_domain, fam.search.accuracy_unit)
         t.add_row(m.name, f"{m.budget_ms:g}", m.like or "", r["id"], r["score"], r["latency ms"], r["params M"],
                   r["GMACs"], m.onnx.name if m.onnx else "")
     con.print(t)

@@ -20,7 +20,7 @@ those architectures with random weights, so each can be scored exactly as an Edg
    itself to a teacher. Correlations are reported without them (**main**) and with them
    (**with distilled**, a sensitivity check); the accuracy prior never trains on them;
 6. one row per architecture and resolution: the TF ports (``tf_``), torchvision variants (``_tv``)
-   and resolution-suffixed names (``_224``) of one architecture count as one; among their rows the
+   and resolution-suffixed names (``_224``, ``_384``) of one architecture count as one; among their rows the
    highest top-1 (the best published ImageNet-1k-only result for it);
 7. EdgeViT-XXS/XS/S with the paper's top-1 (74.4 / 77.5 / 81.0; Pan et al. 2022, Table 1; the
    project's ``predictors.accuracy.ANCHORS``) as the family ``edgevit``.
@@ -35,7 +35,9 @@ resolution); every network built with random weights (``torch.manual_seed(0)``),
 the project uses for EdgeViT at 224); rows of the table: every proxy, the proxy aggregate
 ``params+zico+dss`` (``--proxies default``), MACs at the published resolution, and the accuracy
 prior's leave-one-family-out prediction (held out: each family predicted by a prior fitted without
-it; distilled networks, never in its fit, by the full prior). Kendall tau-b and Spearman rho over
+it; distilled networks, never in its fit, by the full prior). A network that cannot run at 128 px
+(attention biases sized for one resolution) is scored at its published resolution instead, and the
+side is recorded; a proxy that fails on a network is NaN for it (left out of that row). Kendall tau-b and Spearman rho over
 all networks; Kendall over the pairs of networks of one family (**within**) and of different
 families (**across**), ties left out; 95% intervals from a bootstrap over *families* (1000
 resamples, seed 0, percentile), since variants of one family are not independent; the same
@@ -137,7 +139,7 @@ def arch_key(arch: str) -> str:
     """One key per architecture: TF ports, torchvision variants and resolution suffixes folded."""
     k = re.sub(r"^tf_", "", arch)
     k = re.sub(r"_tv$", "", k)
-    return re.sub(r"_\d{3}$", "", k)
+    return re.sub(r"_(224|384)$", "", k)  # resolution suffixes only: _050, _100, _002 are widths
 
 
 def family_of(arch: str) -> str | None:
@@ -224,10 +226,10 @@ def build_network(arch: str, side: int):
 
     if arch in PRESETS:
         return build_model(PRESETS[arch])
-    try:
-        return timm.create_model(arch, pretrained=False, img_size=side)
+    try:  # 1000 classes always: some default configurations (TinyViT) carry an ImageNet-22k head
+        return timm.create_model(arch, pretrained=False, num_classes=CLASSES, img_size=side)
     except TypeError:
-        return timm.create_model(arch, pretrained=False)
+        return timm.create_model(arch, pretrained=False, num_classes=CLASSES)
 
 
 @dataclass(frozen=True)
@@ -355,6 +357,8 @@ class LightResult:
     scores: dict[str, dict[str, float]]
     seconds: dict[str, float]
     failed: dict[str, str]
+    sides: dict[str, int]  # networks scored at their published resolution (they cannot run at 128 px)
+    rescored: list[str]  # with scores_from and rescore_failed: the networks scored now
     stats: dict[str, dict[str, RankStats]]  # "main" / "with distilled" -> row -> stats
     per_family: dict[str, dict[str, float]]  # row -> family -> within-family Kendall tau (main set)
     search_default: str
@@ -375,7 +379,7 @@ class LightResult:
                              "bootstrap": self.n_boot, "bootstrap_unit": "family", "torch_threads": 1},
                 "proxies": list(self.proxies), "default_proxies": list(self.default_proxies),
                 "search_default": self.search_default, "models": self.models, "scores": self.scores,
-                "seconds": self.seconds, "failed": self.failed,
+                "seconds": self.seconds, "failed": self.failed, "sides": self.sides, "rescored": self.rescored,
                 "correlations": {s: {r: st.to_dict() for r, st in rows.items()} for s, rows in self.stats.items()},
                 "per_family_kendall": self.per_family}
 
@@ -409,30 +413,51 @@ def _default_row(default: Sequence[str]) -> str:
     return f"proxies {'+'.join(default)} (--proxies default)"
 
 
-def _score_one(task: tuple) -> tuple[str, dict[str, float], dict[str, float]]:
+def _score_one(task: tuple) -> tuple[str, dict[str, float], dict[str, Any]]:
+    """Score one network at 128 px; a network that cannot run at 128 px (fixed attention resolutions)
+    at its published resolution instead (recorded as its ``side``); a proxy that fails on it is NaN."""
     import torch
 
     from predictors.accuracy import proxies as P
 
-    name, arch, names = task
-    torch.manual_seed(SEED)
+    name, arch, names, own_side = task
+    side = PROXY_SIDE
     try:
-        model = build_network(arch, PROXY_SIDE)
-        t0 = time.perf_counter()
-        row = P.score(model, (3, PROXY_SIDE, PROXY_SIDE), names, batch_size=BATCH, num_classes=CLASSES, seed=SEED)
-        return name, row, {"all": time.perf_counter() - t0}
-    except Exception as e:  # a network timm builds but that cannot run at 128 px is reported, not fatal
-        return name, {}, {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+        torch.manual_seed(SEED)
+        model = build_network(arch, side)
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, side, side))
+    except Exception:  # noqa: BLE001 - try the network's own resolution
+        side = int(own_side)
+        try:
+            torch.manual_seed(SEED)
+            model = build_network(arch, side)
+        except Exception as e:  # noqa: BLE001 - reported, not fatal
+            return name, {}, {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+    t0 = time.perf_counter()
+    try:
+        row = P.score(model, (3, side, side), names, batch_size=BATCH, num_classes=CLASSES, seed=SEED)
+    except Exception:  # noqa: BLE001 - one proxy failing on this network: score them one by one
+        row = {}
+        for n in names:
+            try:
+                row.update(P.score(model, (3, side, side), [n], batch_size=BATCH, num_classes=CLASSES, seed=SEED))
+            except Exception:  # noqa: BLE001
+                row[n] = math.nan
+        if all(math.isnan(v) for v in row.values()):
+            return name, {}, {"error": f"no proxy could be computed at {side} px"}
+    return name, row, {"all": time.perf_counter() - t0, "side": side}
 
 
 def evaluate(limit: int = 0, proxies: Iterable[str] | None = None, workers: int = 1,
              scores_from: str | os.PathLike | None = None, progress: Progress | None = None, n_boot: int = N_BOOT,
-             families: Iterable[str] | None = None) -> LightResult:
+             families: Iterable[str] | None = None, rescore_failed: bool = False) -> LightResult:
     """Score every network of the shipped table (one per architecture) and correlate (module docstring).
 
     ``limit``: the first N networks of the table (0: all); ``families``: only these families;
     ``proxies``: proxies to score (default all; ``params`` and the default set are always added);
-    ``scores_from``: reuse the raw scores of an earlier result JSON (seconds instead of minutes).
+    ``scores_from``: reuse the raw scores of an earlier result JSON (seconds instead of minutes);
+    ``rescore_failed``: with it, score now the networks that file lists as failed.
     """
     import json
 
@@ -471,10 +496,16 @@ def evaluate(limit: int = 0, proxies: Iterable[str] | None = None, workers: int 
     scores: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
     failed: dict[str, str] = {}
+    sides: dict[str, int] = dict(prev.get("sides", {})) if prev is not None else {}
+    todo = models if prev is None else []
     if prev is not None:
         failed = {k: v for k, v in prev.get("failed", {}).items() if k in {m["model"] for m in models}}
         for m in models:
             row = prev["scores"].get(m["model"])
+            if row is None and rescore_failed and m["model"] in failed:
+                todo.append(m)
+                del failed[m["model"]]
+                continue
             if row is None:
                 if m["model"] not in failed:
                     raise ScoresFileError(f"{scores_from}: no scores for {m['model']}; rescore without scores_from")
@@ -484,18 +515,20 @@ def evaluate(limit: int = 0, proxies: Iterable[str] | None = None, workers: int 
                 raise ScoresFileError(f"{scores_from}: {m['model']} lacks {', '.join(missing)}; rescore")
             scores[m["model"]] = {n: float(row[n]) if row[n] is not None else math.nan for n in names}
             seconds[m["model"]] = float(prev.get("seconds", {}).get(m["model"], math.nan))
-    else:
+    if todo:
         from .proxy_eval import _run
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            tasks = [(m["model"], m["arch"], names) for m in models]
+            tasks = [(m["model"], m["arch"], names, m["img_size"]) for m in todo]
             for name, row, secs in _run(_score_one, tasks, workers, progress, "imagenet-light"):
                 if "error" in secs:
                     failed[name] = secs["error"]
                 else:
                     scores[name], seconds[name] = row, secs["all"]
+                    if secs["side"] != PROXY_SIDE:
+                        sides[name] = secs["side"]
         finally:
             torch.set_num_threads(threads)
     models = [m for m in models if m["model"] in scores]
@@ -533,7 +566,8 @@ def evaluate(limit: int = 0, proxies: Iterable[str] | None = None, workers: int 
     from .proxy_eval import _machine
 
     return LightResult(models=models, proxies=names, default_proxies=default, scores=scores, seconds=seconds,
-                       failed=failed, stats=stats, per_family=per_family, search_default=search_default, n_boot=n_boot,
+                       failed=failed, sides={k: v for k, v in sides.items() if k in scores},
+                       rescored=[m["model"] for m in todo] if prev is not None else [], stats=stats, per_family=per_family, search_default=search_default, n_boot=n_boot,
                        scores_from=str(scores_from) if scores_from else None,
                        scored=(dict(prev.get("scored") or {"date": prev.get("date"), "machine": prev.get("machine")})
                                if prev is not None else {}),

@@ -55,11 +55,11 @@ def test_stored_scores_reproduce_the_stored_table():
 
 
 def test_small_networks_are_scored_for_real():
-    r = L.evaluate(families=["lcnet", "edgevit"], proxies=("params", "macs"), n_boot=10)
-    assert not r.failed and len(r.models) == 6
+    r = L.evaluate(families=["lcnet"], proxies=("params", "macs"), n_boot=10)
+    assert not r.failed and len(r.models) == 3
     for m in r.models:
         assert r.scores[m["model"]]["params"] == m["params"]  # the built network is the counted one
-    assert r.stats["main"]["params"].n == 6 and np.isfinite(r.stats["main"][L.PRIOR_ROW].kendall)
+    assert r.stats["main"]["params"].n == 3 and np.isfinite(r.stats["main"][L.PRIOR_ROW].kendall)
 
 
 def test_edgevit_counts_equal_the_analytic_cost_and_the_graph_depth():

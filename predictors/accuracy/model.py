@@ -238,6 +238,11 @@ def _gp(seed: int = 0, kernel=None):
                                                                     random_state=seed))
 
 
+#: Length scale of the residual GP on top of the prior, in standard deviations of the results' features.
+LENGTH_BOUNDS = (0.3, 3.0)
+#: Noise of a training result in prior sigmas (z units, a variance): the floor keeps a trained network's
+#: interval at about 0.1 top-1 points (0.055 of the prior's sigma of about 1.8) instead of zero.
+NOISE_BOUNDS = (3e-3, 1.0)
 #: Results needed before the predictor is even considered; fewer cannot be cross-validated usefully.
 MIN_RESULTS = 5
 
@@ -283,8 +288,10 @@ class AccuracyPredictor(AccuracyEstimator):
         if self.prior is None:
             return _gp(self.seed, kernel)
         if kernel is None:
-            kernel = (ConstantKernel(1.0, "fixed") * RBF(length_scale=3.0, length_scale_bounds=(0.1, 100.0))
-                      + WhiteKernel(0.05, (1e-4, 1.0)))
+            # amplitude fixed at the prior's own sigma (z units); the length scale bounded, because a
+            # handful of results otherwise prefers an infinite one and shrinks every interval alike
+            kernel = (ConstantKernel(1.0, "fixed") * RBF(length_scale=1.0, length_scale_bounds=LENGTH_BOUNDS)
+                      + WhiteKernel(0.05, NOISE_BOUNDS))
             return make_pipeline(StandardScaler(), GaussianProcessRegressor(kernel, normalize_y=False,
                                                                             random_state=self.seed))
         return make_pipeline(StandardScaler(), GaussianProcessRegressor(kernel, normalize_y=False, optimizer=None,
