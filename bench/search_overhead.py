@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import optuna
 
-from benchlib import RESULTS, ROOT, setup, write_result
+from benchlib import ROOT, setup, write_result
 
 setup()
 from nas.search import SearchConfig, SearchProgress, run_search  # noqa: E402

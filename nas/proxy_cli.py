@@ -28,9 +28,12 @@ def register(groups: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("eval", help="correlate every proxy and the default score with trained accuracy on a benchmark",
                         description="Kendall tau (and Spearman rho in --out) of every proxy, #params, MACs and the "
                                     "default score against trained top-1 on ViT-Bench-101 or NAS-Bench-201, with the "
-                                    "cost per network. Scoring all networks takes minutes; --scores-from reuses the raw "
-                                    "scores of an earlier JSON (bench/results/proxies_*.json) and takes seconds.")
-    p.add_argument("--bench", required=True, help="vit-bench-101 or nb201")
+                                    "cost per network; or, with --bench imagenet-light, against the published "
+                                    "ImageNet-1k top-1 of light networks timm builds (and EdgeViT), with bootstrap "
+                                    "intervals, within and across families. Scoring all networks takes minutes; "
+                                    "--scores-from reuses the raw scores of an earlier JSON (bench/results/proxies_*.json) "
+                                    "and takes seconds.")
+    p.add_argument("--bench", required=True, help="vit-bench-101, nb201 or imagenet-light")
     p.add_argument("--limit", type=int, default=0, help="networks per group: the first N (0: all)")
     p.add_argument("--img-size", type=int, help="input side (default 64 for vit-bench-101, 32 for nb201)")
     p.add_argument("--batch-size", type=int, help="default 8")
@@ -41,6 +44,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", type=Path,
                    help="another folder with the layout of the shipped data (vit-bench-101/, nb201-zero-cost/; "
                         "default $EDGEVIT_NAS_SHARED_DATA, else the data shipped with the package)")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="imagenet-light: family-bootstrap resamples for the 95%% intervals (default 1000)")
+    p.add_argument("--families", help="imagenet-light: only these families, comma-separated")
     p.add_argument("--out", type=Path, help="write the result JSON (the bench scripts' layout) here")
     p.set_defaults(func=cmd_eval)
 
@@ -95,8 +101,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from search_space.config import ConfigError
     from search_space.files import FileFormatError
 
+    if args.bench == "imagenet-light":
+        return _eval_imagenet(args)
     if args.bench not in proxy_eval.BENCHES:
-        raise ConfigError("--bench", args.bench, "allowed: " + ", ".join(proxy_eval.BENCHES))
+        raise ConfigError("--bench", args.bench, "allowed: " + ", ".join((*proxy_eval.BENCHES, "imagenet-light")))
     if args.limit < 0:
         raise ConfigError("--limit", args.limit, "a whole number >= 0 (0: every network)")
     if args.workers < 1:
@@ -123,6 +131,64 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.out.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
         con.print(f"wrote {args.out}")
     return 0
+
+
+def _eval_imagenet(args: argparse.Namespace) -> int:
+    """``--bench imagenet-light``: :func:`public_benchmarks.imagenet_light.evaluate`, printed."""
+    from public_benchmarks import imagenet_light as L
+    from search_space.config import ConfigError
+    from search_space.files import FileFormatError
+
+    for flag in ("img_size", "batch_size", "data_dir"):
+        if getattr(args, flag) is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')}", getattr(args, flag),
+                              f"not used by imagenet-light (fixed: {L.PROXY_SIDE} px, batch {L.BATCH}; shipped table)")
+    for flag, lo in (("limit", 0), ("workers", 1), ("bootstrap", 10)):
+        if getattr(args, flag) < lo:
+            raise ConfigError(f"--{flag}", getattr(args, flag), f"a whole number >= {lo}")
+    if args.scores_from is not None and not args.scores_from.is_file():
+        raise CommandError(f"--scores-from {args.scores_from}: no such file")
+    fams = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
+    con = console()
+    try:
+        with con.status("scoring...") as status:
+            result = L.evaluate(limit=args.limit, workers=args.workers, scores_from=args.scores_from,
+                                n_boot=args.bootstrap, families=fams,
+                                progress=lambda group, done, total: status.update(f"scoring {group}: {done}/{total}"))
+    except (L.ScoresFileError, FileFormatError) as e:
+        raise CommandError(str(e)) from None
+    except json.JSONDecodeError as e:
+        raise CommandError(f"--scores-from {args.scores_from}: not JSON ({e})") from None
+    print_imagenet(result, con)
+    if args.out:
+        from search_space.files import write_json
+
+        write_json(args.out, result.to_dict(), indent=1)
+        con.print(f"wrote {args.out}")
+    return 0
+
+
+def print_imagenet(result, con) -> None:
+    """One table per set (main, with distilled): Kendall, Spearman, within and across families, minus #params."""
+    src = f"scores from {result.scores_from}" if result.scores_from else "scored now"
+    for setname, rows in result.stats.items():
+        n = next(iter(rows.values())).n
+        t = Table(title=f"imagenet-light ({setname}): {n} networks, published ImageNet-1k top-1; proxies at "
+                        f"128x128, batch 8, random weights", title_justify="left", caption_justify="left",
+                  caption=f"{src}; [95% bootstrap over families, {result.n_boot} resamples]; within/across: Kendall "
+                          "over pairs of one family / of two; bold: what nas search scores with by default")
+        for col in ("score", "Kendall tau", "Spearman rho", "within-family tau", "across-family tau", "tau - #params"):
+            t.add_column(col, justify="left" if col == "score" else "right")
+        for r, st in rows.items():
+            t.add_row(r, f"{st.kendall:+.2f} [{st.kendall_ci[0]:+.2f},{st.kendall_ci[1]:+.2f}]",
+                      f"{st.spearman:+.2f} [{st.spearman_ci[0]:+.2f},{st.spearman_ci[1]:+.2f}]",
+                      f"{st.within:+.2f} [{st.within_ci[0]:+.2f},{st.within_ci[1]:+.2f}]",
+                      f"{st.across:+.2f} [{st.across_ci[0]:+.2f},{st.across_ci[1]:+.2f}]",
+                      f"{st.minus_params:+.2f} [{st.minus_params_ci[0]:+.2f},{st.minus_params_ci[1]:+.2f}]",
+                      style="bold" if r == result.search_default else None)
+        con.print(t)
+    if result.failed:
+        con.print(f"not scored ({len(result.failed)}): " + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
 
 
 def print_eval(result, con) -> None:

@@ -30,7 +30,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ray", action="store_true", help="score in this process, without Ray")
     p.add_argument("--run-id", help="run directory name (default <device>-<budget>ms-<time>)")
     p.add_argument("--out", type=Path, help="parent of the run directory (default runs)")
-    p.add_argument("--proxies", help="accuracy score proxies, comma-separated (default synflow,zico; 'params' is instant)")
+    p.add_argument("--proxies", help="opt in to zero-cost proxies as the accuracy score (a rank): comma-separated, "
+                                     "'default' (params,zico,dss) or 'all'; 'params' is instant. Without it the "
+                                     "score is the accuracy prior's estimated ImageNet-1k top-1, corrected by "
+                                     "runs/results.jsonl")
     p.add_argument("--predictors", type=Path, help="folder of the latency/energy predictors (default runs/predictors)")
 
 
@@ -238,22 +241,26 @@ def _front_rows(front: list, limit: int = 12) -> list:
 
 def print_result(con, result) -> int:
     from .search import candidate_row
+    from .search.outputs import evidence, score_header, score_text, validation_line
 
     cfg = result.config
+    dom, unit = result.accuracy_domain, result.accuracy_unit
     budget = " and ".join(x for x in (f"{cfg.budget_ms:g} ms" if cfg.budget_ms else "",
                                       f"{cfg.budget_mj:g} mJ" if cfg.budget_mj else "") if x) or "no budget"
     t = Table(title=f"Pareto front on {cfg.device} ({budget}): {len(result.pareto)} of {len(result.candidates)} "
                     f"candidates, {result.n_trials} trials")
-    cols = ("id", "score", "latency ms", "measured ms", "energy mJ", "params M", "GMACs", "res", "depths")
+    cols = ("id", "score", "latency ms", "measured ms", "energy mJ", "params M", "GMACs", "res", "depths", "evidence")
     for col in cols:
-        t.add_column(col, justify="left" if col in ("id", "depths") else "right")
+        t.add_column(score_header(unit) if col == "score" else col,
+                     justify="left" if col in ("id", "depths", "evidence") else "right")
     for c in _front_rows(result.pareto):
-        r = candidate_row(c)
+        r = candidate_row(c, dom, unit)
+        r["evidence"] = f"[yellow]{r['evidence']}[/]" if r["evidence"].startswith("outside") else r["evidence"]
         t.add_row(*(r[k] for k in cols), style="bold green" if c.chosen else None)
     if result.presets:
         t.add_section()
         for name, c in result.presets.items():
-            r = candidate_row(c)
+            r = candidate_row(c, dom, unit)
             t.add_row(name + ("" if c.feasible else " (over budget)"), *(r[k] for k in cols[1:]), style="dim")
     con.print(t)
     if result.measured:
@@ -268,6 +275,7 @@ def print_result(con, result) -> int:
         con.print(m)
     con.print(f"calibration: {result.calibration}")
     con.print(result.accuracy)
+    con.print(validation_line(result))
     con.print(result.energy)
     for note in result.notes:
         con.print(f"note: {note}")
@@ -276,8 +284,12 @@ def print_result(con, result) -> int:
         b = result.best
         lat = (f"measured {b.measured_ms:.2f} ms" if b.measured_status == "ok" and b.measured_ms is not None
                else f"predicted {b.latency_ms:.2f} ± {b.latency_std_ms:.2f} ms")
-        con.print(f"[bold]chosen:[/] {b.arch_id} score {b.score:.3f}, {lat}, {b.params / 1e6:.2f} M params, "
-                  f"{b.macs / 1e9:.3f} GMACs -> {result.run_dir / 'best.json'}")
+        con.print(f"[bold]chosen:[/] {b.arch_id} {score_header(unit)} {score_text(b, unit)}, {lat}, "
+                  f"{b.params / 1e6:.2f} M params, {b.macs / 1e9:.3f} GMACs -> {result.run_dir / 'best.json'}")
+        ev = evidence(b, dom)
+        if ev:
+            con.print(f"[bold yellow]the chosen model lies outside the evidence of its accuracy score[/] ({ev}): "
+                      "its score is an extrapolation")
     elif result.fastest is not None:
         f = result.fastest
         con.print(f"[bold red]no candidate meets {budget}[/]; the fastest is {f.arch_id} at "
@@ -328,7 +340,7 @@ def cmd_family(args: argparse.Namespace) -> int:
             t.add_row(m.name, f"{m.budget_ms:g}", m.like or "", "[red]none within budget[/]",
                       "", f"fastest {f.latency_ms:.2f}" if f else "", "", "", "")
             continue
-        r = candidate_row(m.candidate)
+        r = candidate_row(m.candidate, fam.search.accuracy_domain, fam.search.accuracy_unit)
         t.add_row(m.name, f"{m.budget_ms:g}", m.like or "", r["id"], r["score"], r["latency ms"], r["params M"],
                   r["GMACs"], m.onnx.name if m.onnx else "")
     con.print(t)

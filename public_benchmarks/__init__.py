@@ -14,7 +14,10 @@ latency adapter, the zero-cost proxies). Modules, each with one job:
   score) and ``DeviceBank``, the known devices' surrogates a new device is adapted from;
 - :mod:`.vitbench`: ViT-Bench-101 records and their AutoFormer / PiT networks;
 - :mod:`.proxy_eval`: every zero-cost proxy against trained accuracy on ViT-Bench-101 and
-  NAS-Bench-Suite-Zero (``nas proxy eval``).
+  NAS-Bench-Suite-Zero (``nas proxy eval``);
+- :mod:`.imagenet_light`: real ImageNet-1k: light networks timm builds with their published
+  top-1 (the selection rule), counted, and every accuracy score against them
+  (``nas proxy eval --bench imagenet-light``).
 
 Importing the package imports none of them (torch is heavy); import the module you need.
 """

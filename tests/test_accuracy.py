@@ -80,7 +80,7 @@ def test_shipped_reference_matches_the_default_settings(tmp_path):
 
 
 def test_proxy_percentile_is_deterministic_and_computed_for_new_candidates():
-    acc = A.load_accuracy_model(results=[])
+    acc = A.load_accuracy_model(results=[], proxies=("default",))
     assert acc.kind == "proxy" and "+".join(A.DEFAULT_PROXIES) in acc.describe()
     presets, _ = acc.predict([PRESETS["edgevit_xxs"], PRESETS["edgevit_xs"], PRESETS["edgevit_s"]])
     assert 0 < presets[0] < presets[1] < presets[2] < 1  # the paper's order (74.4 < 77.5 < 81.0)
@@ -155,3 +155,84 @@ def test_predictor_is_picklable_for_ray(tmp_path):
     cfg = PRESETS["edgevit_xs"]
     assert again.predict([cfg])[0][0] == acc.predict([cfg])[0][0]
     json.dumps(acc.to_dict())
+
+
+# ------------------------------------------------------------------------------------ the prior (issue #15)
+PRESET_LIST = [PRESETS["edgevit_xxs"], PRESETS["edgevit_xs"], PRESETS["edgevit_s"]]
+
+
+def test_shipped_prior_is_what_the_protocol_chooses_on_the_shipped_table():
+    from predictors.accuracy.prior import FORMS, AccuracyPrior, choose_form, table_rows
+
+    shipped = A.load_prior()
+    again = AccuracyPrior(source=shipped.source).fit(*table_rows())
+    assert again.form_ == shipped.form_ == choose_form(again.lofo_) and set(again.lofo_) == set(FORMS)
+    np.testing.assert_allclose(again.predict(PRESET_LIST)[0], shipped.predict(PRESET_LIST)[0], rtol=1e-9)
+    # the chosen form is never worse held out than the trivial fits it is reported beside
+    assert shipped.lofo_mae() <= min(shipped.lofo_mae("params"), shipped.lofo_mae("macs"))
+
+
+def test_prior_estimates_top1_with_an_interval_and_says_what_it_rests_on():
+    prior = A.load_prior()
+    mean, std = prior.predict(PRESET_LIST)
+    assert 60 < mean[0] < mean[1] < mean[2] < 90 and np.all(std > 0)
+    d = prior.describe()
+    assert "top-1" in d and "leave-one-family-out" in d and "#params alone" in d and "validated on" in d
+    assert all(not prior.domain().outside_cfg(c) for c in PRESET_LIST)
+    huge = PRESETS["edgevit_s"].replace(resolution=256)
+    import dataclasses
+
+    _, far = prior.predict([huge.replace(stages=tuple(dataclasses.replace(s, width=s.width * 2) for s in huge.stages))])
+    assert far[0] > std[2]  # the interval widens away from the evidence
+
+
+def test_prior_round_trips_and_refuses_a_tampered_file():
+    from predictors import ModelFileError, estimator_from_dict
+
+    prior = A.load_prior()
+    d = json.loads(json.dumps(prior.to_dict()))
+    np.testing.assert_allclose(estimator_from_dict(d).predict(PRESET_LIST)[0], prior.predict(PRESET_LIST)[0], rtol=1e-12)
+    d["state"]["form"] = "magic"
+    with pytest.raises(ModelFileError, match="state.form='magic'"):
+        estimator_from_dict(d)
+
+
+def test_default_score_is_the_prior_corrected_by_training_results(tmp_path):
+    assert A.DEFAULT_SOURCE == "prior"
+    acc = A.load_accuracy_model(results=tmp_path / "none.jsonl")  # the paper's three anchors only
+    assert acc.kind == "gp" and acc.unit == "top-1 %" and acc.prior is not None
+    mean, std = acc.predict(PRESET_LIST)
+    np.testing.assert_allclose(mean, [74.4, 77.5, 81.0], atol=1.0)
+    assert "estimated top-1" in acc.describe() and "3 training results" in acc.describe()
+    # five of the user's own trainings, all 3 points above the prior: predictions near them follow
+    cfgs = DEFAULT_SPACE.sample_random(40, seed=4)
+    near, far = cfgs[:5], cfgs[5:]
+    prior = A.load_prior()
+    recs = [ResultRecord.of(c, dataset="imagenet-1k", epochs=300, resolution=c.resolution, top1=float(m + 3))
+            for c, m in zip(near, prior.predict(near)[0])]
+    for r in recs:
+        append_result(r, tmp_path / "r.jsonl")
+    acc = A.load_accuracy_model(results=tmp_path / "r.jsonl")
+    shift = acc.predict(near)[0] - prior.predict(near)[0]
+    assert np.all(shift > 1.5) and "8 training results" in acc.describe()
+    assert np.median(np.abs(acc.predict(far)[0] - prior.predict(far)[0])) < np.median(shift)
+
+
+def test_on_another_dataset_the_prior_only_ranks_and_says_so():
+    acc = A.load_accuracy_model("shapes", results=[])
+    assert acc.kind == "prior" and "no training results on shapes" in acc.describe()
+
+
+def test_domain_flags_what_lies_outside():
+    dom = A.Domain.of([1e6, 10e6], [1e8, 2e9], [160, 256], "test")
+    assert dom.outside(5e6, 5e8, 224) == []
+    assert dom.outside(21.1e6, 5e8, 320) == ["params 21.1 M > 10.0 M", "resolution 320 > 256"]
+    assert A.Domain.from_dict(dom.to_dict()) == dom
+
+
+def test_default_model_is_picklable_for_ray(tmp_path):
+    import pickle  # our own object, round-tripped in memory (what Ray does to ship it to a worker)
+
+    acc = A.load_accuracy_model(results=tmp_path / "none.jsonl")
+    again = pickle.loads(pickle.dumps(acc))
+    assert again.predict(PRESET_LIST)[0][0] == acc.predict(PRESET_LIST)[0][0]

@@ -16,7 +16,7 @@ from sklearn.exceptions import NotFittedError
 import search_space as ss
 from device_farm import MeasurementStore
 from predictors import ModelFileError, estimator_from_dict, registered_kinds
-from predictors.accuracy import AccuracyPredictor, ProxyAccuracy, reference_configs
+from predictors.accuracy import AccuracyPredictor, ProxyAccuracy, load_prior, reference_configs
 from predictors.latency import METHODS, DeviceModel, FewShotAdapter, dataset
 from predictors.latency.phone import PhoneLatencyPredictor, table_blocks
 from predictors.latency.trees import TreeEnsemble
@@ -46,7 +46,16 @@ def fitted(host):
     out["proxy"] = proxy
     acc = 60 + 3 * np.log([ss.cost(c).params for c in cfgs[:12]])
     out["gp"] = AccuracyPredictor(proxy, dataset="toy").fit(cfgs[:12], acc)
+    out["prior"] = load_prior()
     return out
+
+
+def test_gp_with_the_prior_as_mean_round_trips(host):
+    cfgs, _ = host
+    est = AccuracyPredictor(dataset="imagenet-1k", prior=load_prior()).fit(cfgs[:8], np.linspace(60, 75, 8))
+    back = estimator_from_dict(json.loads(json.dumps(est.to_dict())))
+    np.testing.assert_allclose(back.predict(cfgs[20:25])[0], est.predict(cfgs[20:25])[0], rtol=1e-12)
+    np.testing.assert_allclose(back.predict(cfgs[20:25])[1], est.predict(cfgs[20:25])[1], rtol=1e-12)
 
 
 def test_every_registered_kind_is_covered(fitted):

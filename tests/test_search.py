@@ -268,6 +268,8 @@ def test_bad_input_is_one_line(argv, expected, host_root, tmp_path, capsys, ray_
 def test_every_sampler_runs_under_a_budget(sampler, tmp_path, host_root):
     res = run_search(_cfg(tmp_path, host_root, sampler=sampler, budget_ms=10.0, n_trials=12, seed_presets=False))
     assert res.n_trials == 12 and all(c.latency_ms <= 10.0 for c in res.pareto)
+    trial = _study(res.run_dir).trials[-1]  # a budget means one objective, the score; the budget a constraint
+    assert res.config.effective_mode == "budget" and len(trial.values) == 1 and "latency_ms" in trial.constraints
 
 
 def test_energy_objective_and_budget_use_the_devices_energy_model(tmp_path, host_root):
@@ -277,7 +279,7 @@ def test_energy_objective_and_budget_use_the_devices_energy_model(tmp_path, host
     d["target"] = "energy"  # a stand-in energy model with the same format (no energy measurements exist here)
     (root / "host-energy.json").write_text(json.dumps(d))
     res = run_search(_cfg(tmp_path, root, objectives=("accuracy", "latency", "energy"), budget_ms=12.0, budget_mj=8.0,
-                          n_trials=16))
+                          n_trials=16, mode="front"))
     assert all(c.energy_mj is not None for c in res.candidates) and "energy: 287 measurements" in res.energy
     assert all(c.latency_ms <= 12.0 and c.energy_mj <= 8.0 for c in res.pareto)
     trial = _study(res.run_dir).trials[-1]
@@ -352,3 +354,28 @@ def test_the_run_journal_survives_a_torn_write_and_reads_as_an_optuna_journal(tm
     assert [t.value for t in again.trials] == [0.0, 1.0, 2.0, 3.0, 4.0] and path.read_bytes() == whole
     theirs = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(JournalFileBackend(str(path))))
     assert [t.params for t in theirs.trials] == [t.params for t in again.trials]
+
+
+def test_default_score_is_an_estimated_top1_and_flags_candidates_outside_its_evidence(tmp_path, host_root, capsys):
+    """Issue #15: without --proxies the score is the prior's top-1 with an interval; the table, the
+    report and the printed lines say what it is, where it was validated, and flag what lies outside."""
+    from nas.search.outputs import candidate_row, evidence
+
+    res = run_search(_cfg(tmp_path, host_root, proxies=None, n_trials=12, budget_ms=40.0))
+    assert res.accuracy_unit == "top-1 %" and res.accuracy_domain is not None
+    assert all(50 < c.score < 95 and c.score_std > 0 for c in res.candidates)
+    report = (res.run_dir / "report.md").read_text()
+    assert "est. top-1 %" in report and "validated on" in report and "| evidence |" in report
+    big = next(c for c in res.candidates if c.preset == "edgevit_s" or c.trial == 0)
+    dom = res.accuracy_domain
+    from predictors.accuracy import Domain
+
+    tight = Domain((dom.params[0], big.params - 1), dom.macs, dom.resolution, "test")
+    row = candidate_row(big, tight, res.accuracy_unit)
+    assert row["evidence"].startswith("outside: params") and " ± " in row["score"]
+    assert evidence(big, None) == ""
+    from nas.search_cli import print_result
+
+    print_result(__import__("nas.common", fromlist=["console"]).console(), res)
+    out = capsys.readouterr().out
+    assert "est. top-1 %" in out and "validated on" in out and "evidence" in out

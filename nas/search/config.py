@@ -33,8 +33,10 @@ class SearchConfig:
     ``workers``: trials asked per round before they are told (``None``: :data:`DEFAULT_WORKERS`, with
     Ray or without; the cores only decide how many tasks score a round). ``storage``: an Optuna
     storage URL; ``None`` is the run directory's journal (:mod:`nas.search.storage`).
-    ``proxies``: the accuracy score's proxies (``None``: the default set; ``("params",)`` is an instant
-    analytic score for quick runs). ``seed_presets``: enqueue EdgeViT-XXS/XS/S as the first trials.
+    ``proxies``: ``None`` scores with the default source (``predictors.accuracy.DEFAULT_SOURCE``: the
+    accuracy prior's estimated top-1, corrected by ``runs/results.jsonl``); a tuple opts in to the
+    zero-cost proxy percentile of those proxies (``("default",)``: params+zico+dss; ``("params",)`` is
+    an instant analytic rank for quick runs). ``seed_presets``: enqueue EdgeViT-XXS/XS/S as the first trials.
     ``mode``: :data:`MODES`; ``None`` is ``budget`` when a budget is given, else ``front``.
     """
 

@@ -497,7 +497,8 @@ class _Search:
                 self._feasibility(c)
         result = SearchResult(self.run_dir, self.config, cands, front, best, fastest, presets, self.latency.calibration,
                               self.accuracy.describe(), getattr(self.accuracy, "unit", "score"), self.energy_line,
-                              self._finished(study), measured, dict(self.timings), self.notes)
+                              self._finished(study), measured, dict(self.timings), self.notes,
+                              accuracy_domain=self.accuracy.domain() if hasattr(self.accuracy, "domain") else None)
         self.progress(SearchProgress("outputs", message=f"writing {self.run_dir}"))
         write_outputs(result)
         return result

@@ -11,7 +11,8 @@ from search_space.files import atomic_write
 
 from .results import Candidate, SearchResult
 
-__all__ = ["CSV_COLUMNS", "write_outputs", "plot_pareto", "candidate_row", "report_markdown", "md_table"]
+__all__ = ["CSV_COLUMNS", "write_outputs", "plot_pareto", "candidate_row", "report_markdown", "md_table", "evidence",
+           "score_text", "score_header", "validation_line"]
 
 CSV_COLUMNS = ("arch_id", "trial", "n_trials", "preset", "score", "score_std", "latency_ms", "latency_std_ms",
                "energy_mj", "energy_std_mj", "params", "macs", "feasible", "violation", "pareto", "chosen",
@@ -99,11 +100,49 @@ def _fmt(v: float | None, spec: str = ".2f") -> str:
     return "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
 
-def candidate_row(c: Candidate) -> dict[str, str]:
-    """The columns people see for a candidate (report and terminal table)."""
+def evidence(c: Candidate, domain=None) -> str:
+    """Empty when the candidate lies where the accuracy score was validated; else what lies outside,
+    e.g. ``outside: params 21.1 M > 20.0 M`` (its score is then an extrapolation)."""
+    if domain is None:
+        return ""
+    out = domain.outside(c.params, c.macs, c.cfg.resolution)
+    return "outside: " + "; ".join(out) if out else ""
+
+
+def _is_top1(unit: str) -> bool:
+    return "top-1" in (unit or "")
+
+
+def score_text(c: Candidate, unit: str = "") -> str:
+    """The score as what it is: an estimated top-1 with its 1-sigma interval, or a rank."""
+    if _is_top1(unit):
+        std = f" ± {_fmt(c.score_std, '.1f')}" if _fmt(c.score_std) else ""
+        return _fmt(c.score, ".1f") + std
+    return _fmt(c.score, ".3f") + (f" ± {_fmt(c.score_std, '.3f')}" if _fmt(c.score_std) else "")
+
+
+def score_header(unit: str = "") -> str:
+    return "est. top-1 %" if _is_top1(unit) else "score (rank)" if unit else "score"
+
+
+def validation_line(result: SearchResult) -> str:
+    """What the score is and on what it was validated, in one line."""
+    what = ("an estimated top-1 (± 1 sigma)" if _is_top1(result.accuracy_unit)
+            else "a rank (percentile among reference EdgeViTs), not a top-1")
+    d = result.accuracy_domain
+    if d is None:
+        return f"the score is {what}; no validation range is known for it"
+    n_out = sum(bool(evidence(c, d)) for c in result.pareto)
+    return (f"the score is {what}; validated on {d.what} ({d.range_text()}); {n_out} of {len(result.pareto)} "
+            "Pareto candidates lie outside that range (flagged: their score is an extrapolation)")
+
+
+def candidate_row(c: Candidate, domain=None, unit: str = "") -> dict[str, str]:
+    """The columns people see for a candidate (report and terminal table); ``domain`` and ``unit``
+    (the accuracy score's) make the score say what it is and flag candidates outside its evidence."""
     return {
         "id": c.arch_id + (f" ({c.preset})" if c.preset else ""),
-        "score": _fmt(c.score, ".3f") + (f" ± {_fmt(c.score_std, '.3f')}" if _fmt(c.score_std) else ""),
+        "score": score_text(c, unit),
         "latency ms": f"{c.latency_ms:.2f} ± {c.latency_std_ms:.2f}",
         "measured ms": _fmt(c.measured_ms) if c.measured_status in (None, "ok") else str(c.measured_status),
         "energy mJ": _fmt(c.energy_mj) if c.energy_mj is not None else "unknown",
@@ -112,7 +151,13 @@ def candidate_row(c: Candidate) -> dict[str, str]:
         "res": str(c.cfg.resolution),
         "depths": "-".join(str(x) for x in c.cfg.depths),
         "widths": "-".join(str(x) for x in c.cfg.widths),
+        "evidence": evidence(c, domain) or ("inside" if domain is not None else ""),
     }
+
+
+def _named(row: dict[str, str], unit: str) -> dict[str, str]:
+    """The row with its score column named after what the score is."""
+    return {(score_header(unit) if k == "score" else k): v for k, v in row.items()}
 
 
 def md_table(rows: list[dict[str, str]]) -> str:
@@ -133,6 +178,7 @@ def report_markdown(result: SearchResult) -> str:
            f"- device: **{cfg.device}**; budget: **{budgets}**; objectives: {', '.join(cfg.objectives)}",
            f"- latency calibration: {result.calibration}",
            f"- {result.accuracy}",
+           f"- {validation_line(result)}",
            f"- {result.energy}",
            f"- sampler {cfg.sampler} (seed {cfg.seed}, population {cfg.population_size}), {result.n_trials} trials, "
            f"{len(result.candidates)} distinct candidates, {len(result.feasible)} feasible; workers {cfg.workers} "
@@ -148,18 +194,24 @@ def report_markdown(result: SearchResult) -> str:
         b = result.best
         lat = f"measured {b.measured_ms:.2f} ms" if b.measured_ms is not None and b.measured_status == "ok" else \
             f"predicted {b.latency_ms:.2f} ± {b.latency_std_ms:.2f} ms"
-        out.append(f"`{b.arch_id}` (trial {b.trial}): score {b.score:.3f}, {lat}, {b.params / 1e6:.2f} M params, "
+        out.append(f"`{b.arch_id}` (trial {b.trial}): {score_header(result.accuracy_unit)} "
+                   f"{score_text(b, result.accuracy_unit)}, {lat}, {b.params / 1e6:.2f} M params, "
                    f"{b.macs / 1e9:.3f} GMACs, resolution {b.cfg.resolution}, depths {b.cfg.depths}, widths "
                    f"{b.cfg.widths}. Configuration: `best.json`.\n")
+        ev = evidence(b, result.accuracy_domain)
+        if ev:
+            out.append(f"**The chosen model lies outside the evidence of its accuracy score** ({ev}): its score "
+                       "is an extrapolation; prefer a candidate inside the range, or train it and look.\n")
     elif result.fastest is not None:
         f = result.fastest
         out.append(f"No candidate meets the budget. The fastest found is `{f.arch_id}` at {f.effective_latency_ms:.2f} ms "
                    f"(score {f.score:.3f}); raise the budget to at least that.\n")
     out.append("## Pareto front (feasible)\n")
-    out.append(md_table([candidate_row(c) for c in result.pareto]))
+    dom, unit = result.accuracy_domain, result.accuracy_unit
+    out.append(md_table([_named(candidate_row(c, dom, unit), unit) for c in result.pareto]))
     if result.presets:
         out.append("\n## Official EdgeViT presets under the same models\n")
-        out.append(md_table([{"preset": n, **candidate_row(c), "feasible": "yes" if c.feasible else "no"}
+        out.append(md_table([{"preset": n, **_named(candidate_row(c, dom, unit), unit), "feasible": "yes" if c.feasible else "no"}
                               for n, c in result.presets.items()]))
     if result.measured:
         out.append("\n## Predicted against measured\n")

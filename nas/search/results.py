@@ -91,6 +91,9 @@ class SearchResult:
     measured: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: where the accuracy score was validated (``predictors.accuracy.domain.Domain``); candidates
+    #: outside it are flagged in the tables and the report
+    accuracy_domain: Any = None
 
     @property
     def feasible(self) -> list[Candidate]:

@@ -1,6 +1,15 @@
 """One question for the search: "how accurate will this candidate be, and how sure are we?".
 
-Two sources answer it, and :func:`load_accuracy_model` picks the better one *by measurement*:
+**The default** (:data:`DEFAULT_SOURCE` ``"prior"``): an estimated ImageNet-1k top-1 with an
+uncertainty. Its mean is the accuracy prior (:mod:`predictors.accuracy.prior`: top-1 from
+parameters, MACs, resolution and depth, fitted on published results of light networks), and a
+Gaussian process on the residuals of the user's own training results (``runs/results.jsonl``,
+plus the paper's three anchors) corrects it near them (:class:`AccuracyPredictor` with a ``prior``).
+It is the default because on real ImageNet-1k no zero-cost proxy ranks light networks better than
+#params or MACs (``bench/proxy_selection.py``, held-out protocol; ``bench/RESULTS.md``).
+
+**Proxies are opt-in** (``proxies=...``, ``nas search --proxies ...``). Then two sources answer,
+and :func:`load_accuracy_model` picks the better one *by measurement*:
 
 1. **proxy** (:class:`ProxyAccuracy`, always available): the candidate's zero-cost proxies
    (:data:`~predictors.accuracy.proxies.DEFAULT_PROXIES`) placed among a fixed reference population
@@ -13,10 +22,15 @@ Two sources answer it, and :func:`load_accuracy_model` picks the better one *by 
    structure, trained on real training results (``nas train`` records plus the paper's three
    anchors, :mod:`predictors.accuracy.results`). It gives top-1 with an uncertainty. It is used
    only when its leave-one-out Kendall tau on those results beats the proxy percentile's tau on the
-   same results; otherwise :meth:`ProxyAccuracy.describe` says why not.
+   same results; otherwise :meth:`ProxyAccuracy.describe` says why not. On ImageNet-1k its mean is
+   the accuracy prior too.
+
+Every estimator here states the :class:`~predictors.accuracy.domain.Domain` it was validated on
+(``domain()``); the search flags candidates outside it.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -42,11 +56,22 @@ from search_space.config import NUM_STAGES
 from search_space.files import FileFormatError, loads, read_json, write_json
 
 from ..base import AccuracyEstimator, ModelFileError, check_configs, check_targets, fitted, register, state_array
-from .proxies import DEFAULT_PROXIES, PROXIES
+from .domain import Domain
+from .prior import AccuracyPrior, load_prior, table_rows
+from .proxies import ALL_PROXIES, DEFAULT_PROXIES, PROXIES
 from .reference import REFERENCE_SIZE, ProxySettings, raw_scores, reference_configs, transform
 from .results import DEFAULT_RESULTS, ResultRecord, read_results
 
-__all__ = ["ProxyAccuracy", "AccuracyPredictor", "MIN_RESULTS", "load_accuracy_model", "load_reference"]
+__all__ = ["ProxyAccuracy", "AccuracyPredictor", "MIN_RESULTS", "DEFAULT_SOURCE", "PRIOR_DATASET", "load_accuracy_model",
+           "load_reference", "proxy_names"]
+
+#: What the search scores with when no proxies are asked for: ``"prior"`` (estimated top-1, the
+#: accuracy prior corrected by training results) or ``"proxies"`` (the percentile of
+#: :data:`~predictors.accuracy.proxies.DEFAULT_PROXIES`). Set by the held-out protocol of
+#: ``bench/proxy_selection.py`` (its rule is in its docstring).
+DEFAULT_SOURCE = "prior"
+#: The data set the prior's top-1 are measured on; on another one the prior only ranks.
+PRIOR_DATASET = "imagenet-1k"
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +157,16 @@ class ProxyAccuracy(AccuracyEstimator):
 
     def describe(self) -> str:
         s = (f"accuracy score: proxy percentile of {'+'.join(self.proxies)} among "
-             f"{len(self.reference_)} reference EdgeViTs (higher is better; not a top-1)")
+             f"{len(self.reference_)} reference EdgeViTs (a rank, higher is better; not a top-1)")
         return s + (f"; {self.note_}" if getattr(self, "note_", "") else "")
+
+    def domain(self) -> Domain:
+        """The light networks whose real ImageNet-1k top-1 the proxies were checked against
+        (``nas proxy eval --bench imagenet-light``); a percentile says nothing beyond them."""
+        rows, _ = table_rows()
+        return Domain.of([r.params for r in rows], [r.macs for r in rows], [r.resolution for r in rows],
+                         f"a rank, not a top-1: proxies checked against the ImageNet-1k top-1 of {len(rows)} light "
+                         "networks (nas proxy eval --bench imagenet-light), ViT-Bench-101 and NAS-Bench-201")
 
     def _get_state(self) -> dict[str, Any]:
         return {"key": self.key_, "provenance": self.provenance_, "scores": self.reference_}
@@ -205,53 +238,95 @@ def _gp(seed: int = 0, kernel=None):
                                                                     random_state=seed))
 
 
+#: Length scale of the residual GP on top of the prior, in standard deviations of the results' features.
+LENGTH_BOUNDS = (0.3, 3.0)
+#: Noise of a training result in prior sigmas (z units, a variance): the floor keeps a trained network's
+#: interval at about 0.1 top-1 points (0.055 of the prior's sigma of about 1.8) instead of zero.
+NOISE_BOUNDS = (3e-3, 1.0)
 #: Results needed before the predictor is even considered; fewer cannot be cross-validated usefully.
 MIN_RESULTS = 5
 
 
 @register
 class AccuracyPredictor(AccuracyEstimator):
-    """Gaussian-process regression of top-1 on structure, costs and raw proxy scores.
+    """Gaussian-process regression of top-1 on structure, costs and (opt-in) raw proxy scores.
 
     A GP because results are few (tens, not thousands) and the search needs an honest uncertainty
     that grows away from what was trained; the kernel's white-noise term absorbs seed-to-seed
-    training noise. ``proxy`` is the fitted :class:`ProxyAccuracy` whose raw scores are features and
-    whose percentile is the rival in leave-one-out; ``dataset`` names what the top-1 were measured on.
+    training noise. ``proxy``: a fitted :class:`ProxyAccuracy` whose raw scores are features and
+    whose percentile is the rival in leave-one-out (``None``: no proxies). ``prior``: an
+    :class:`~predictors.accuracy.prior.AccuracyPrior` that is the mean; the GP then models the
+    residual in units of the prior's own standard deviation, ``z = (top-1 - m(x)) / s(x)``, with unit
+    amplitude, so that far from the results the prediction is the prior's, mean and interval, and
+    near them it follows them. ``dataset`` names what the top-1 were measured on.
     """
 
     kind = "gp"
     unit = "top-1 %"
 
-    def __init__(self, proxy: ProxyAccuracy | None = None, dataset: str = "imagenet-1k", seed: int = 0):
+    def __init__(self, proxy: ProxyAccuracy | None = None, dataset: str = "imagenet-1k", seed: int = 0,
+                 prior: AccuracyPrior | None = None):
         self.proxy = proxy
         self.dataset = dataset
         self.seed = seed
+        self.prior = prior
 
     def _features(self, cfgs: Sequence[EdgeViTConfig]) -> np.ndarray:
         rows = []
         for c in cfgs:
-            r = self.proxy.raw(c)
-            rows.append(_structure(c) + [r.get(n, 0.0) if math.isfinite(r.get(n, float("nan"))) else 0.0
-                                         for n in self.proxy.proxies])
+            extra = []
+            if self.proxy is not None:
+                r = self.proxy.raw(c)
+                extra = [r.get(n, 0.0) if math.isfinite(r.get(n, float("nan"))) else 0.0 for n in self.proxy.proxies]
+            rows.append(_structure(c) + extra)
         return np.array(rows, dtype=float)
 
+    def _n_features(self) -> int:
+        return _N_STRUCTURE + (len(self.proxy.proxies) if self.proxy is not None else 0)
+
+    def _model(self, kernel=None):
+        if self.prior is None:
+            return _gp(self.seed, kernel)
+        if kernel is None:
+            # amplitude fixed at the prior's own sigma (z units); the length scale bounded, because a
+            # handful of results otherwise prefers an infinite one and shrinks every interval alike
+            kernel = (ConstantKernel(1.0, "fixed") * RBF(length_scale=1.0, length_scale_bounds=LENGTH_BOUNDS)
+                      + WhiteKernel(0.05, NOISE_BOUNDS))
+            return make_pipeline(StandardScaler(), GaussianProcessRegressor(kernel, normalize_y=False,
+                                                                            random_state=self.seed))
+        return make_pipeline(StandardScaler(), GaussianProcessRegressor(kernel, normalize_y=False, optimizer=None,
+                                                                        random_state=self.seed))
+
+    def _prior_of(self, cfgs: Sequence[EdgeViTConfig]) -> tuple[np.ndarray, np.ndarray]:
+        if self.prior is None:
+            return np.zeros(len(cfgs)), np.ones(len(cfgs))
+        return self.prior.predict(cfgs)
+
     def fit(self, cfgs: Sequence[EdgeViTConfig], y: Sequence[float]) -> "AccuracyPredictor":
-        if self.proxy is None:
-            raise ValueError("proxy: the predictor needs a fitted ProxyAccuracy")
-        fitted(self.proxy)
+        if self.proxy is not None:
+            fitted(self.proxy)
+        if self.prior is not None:
+            fitted(self.prior)
         cfgs = check_configs(cfgs)
         y = check_targets(y, len(cfgs), positive=False)
+        if not len(y):
+            raise ValueError("y: the predictor needs at least one training result")
         X = self._features(cfgs)
+        m, s = self._prior_of(cfgs)
+        z = (y - m) / s
         self.loo_tau_ = self.loo_mae_ = float("nan")
         with warnings.catch_warnings():  # few points: the kernel's bounds are often hit; that is expected
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self.model_ = _gp(self.seed).fit(X, y)
+            self.model_ = self._model().fit(X, z)
             if len(y) >= 4:
-                loo = cross_val_predict(_gp(self.seed), X, y, cv=LeaveOneOut())
+                loo = m + s * cross_val_predict(self._model(), X, z, cv=LeaveOneOut())
                 self.loo_tau_ = _kendall(loo, y)
                 self.loo_mae_ = float(np.mean(np.abs(loo - y)))
-        self.proxy_tau_ = _kendall(self.proxy.predict(cfgs)[0], y)
-        self.X_, self.y_ = X, y
+        self.proxy_tau_ = _kendall(self.proxy.predict(cfgs)[0], y) if self.proxy is not None else float("nan")
+        self.prior_tau_ = _kendall(m, y) if self.prior is not None else float("nan")
+        self.prior_mae_ = float(np.mean(np.abs(m - y))) if self.prior is not None else float("nan")
+        self.X_, self.y_, self.z_ = X, y, z
+        self.ranges_ = [(float(cost(c).params), float(cost(c).macs), int(c.resolution)) for c in cfgs]
         return self
 
     def predict(self, cfgs: Sequence[EdgeViTConfig]) -> tuple[np.ndarray, np.ndarray]:
@@ -262,7 +337,8 @@ class AccuracyPredictor(AccuracyEstimator):
         X = self._features(cfgs)
         scaler, gp = self.model_.steps[0][1], self.model_.steps[1][1]
         mean, std = gp.predict(scaler.transform(X), return_std=True)
-        return np.asarray(mean, float), np.asarray(std, float)
+        m, s = self._prior_of(cfgs)
+        return m + s * np.asarray(mean, float), s * np.asarray(std, float)
 
     @property
     def beats_proxy(self) -> bool:
@@ -270,29 +346,74 @@ class AccuracyPredictor(AccuracyEstimator):
             not math.isfinite(self.proxy_tau_) or self.loo_tau_ > self.proxy_tau_)
 
     def summary(self) -> str:
+        n = f"{len(self.y_)} training results on {self.dataset}"
         if not math.isfinite(self.loo_tau_):
-            return f"{len(self.y_)} training results on {self.dataset}: too few for leave-one-out"
-        return (f"{len(self.y_)} training results on {self.dataset}: leave-one-out Kendall tau {self.loo_tau_:.2f} "
-                f"(MAE {self.loo_mae_:.2f} points) against the proxy's {self.proxy_tau_:.2f}")
+            return f"{n}: too few for leave-one-out"
+        if self.proxy is not None:
+            return (f"{n}: leave-one-out Kendall tau {self.loo_tau_:.2f} (MAE {self.loo_mae_:.2f} points) against "
+                    f"the proxy's {self.proxy_tau_:.2f}")
+        if self.prior is not None:
+            return (f"{n}: leave-one-out MAE {self.loo_mae_:.2f} points, Kendall tau {self.loo_tau_:.2f} (the prior "
+                    f"alone: MAE {self.prior_mae_:.2f}, tau {self.prior_tau_:.2f})")
+        return f"{n}: leave-one-out Kendall tau {self.loo_tau_:.2f} (MAE {self.loo_mae_:.2f} points)"
+
+    def domain(self) -> Domain:
+        fitted(self)
+        own = Domain.of(*zip(*self.ranges_), f"{len(self.y_)} training results on {self.dataset}")
+        if self.prior is None:
+            return own
+        return self.prior.domain().union(own, f"{self.prior.domain().what}; and {own.what}")
 
     def describe(self) -> str:
+        if self.prior is not None:
+            return (f"accuracy score: estimated top-1 % ± 1 sigma on {self.dataset}: the {self.prior.short()}, "
+                    f"corrected by a Gaussian process on {self.summary()}; validated on {self.domain().range_text()}")
         return f"accuracy score: predicted top-1 % (Gaussian process; {self.summary()})"
 
     def _get_state(self) -> dict[str, Any]:
         gp = self.model_.steps[1][1]
         return {"X": self.X_.tolist(), "y": self.y_.tolist(), "theta": gp.kernel_.theta.tolist(),
-                "loo_tau": self.loo_tau_, "loo_mae": self.loo_mae_, "proxy_tau": self.proxy_tau_}
+                "loo_tau": self.loo_tau_, "loo_mae": self.loo_mae_, "proxy_tau": self.proxy_tau_,
+                "prior_tau": self.prior_tau_, "prior_mae": self.prior_mae_, "ranges": self.ranges_,
+                "z": self.z_.tolist()}
 
     def _set_state(self, s: Mapping[str, Any]) -> None:
-        if self.proxy is None:
-            raise ModelFileError("proxy: a saved predictor carries its proxy score")
         self.X_ = state_array(s, "X", ndim=2)
         self.y_ = state_array(s, "y", ndim=1, size=len(self.X_))
-        if self.X_.shape[1] != _N_STRUCTURE + len(self.proxy.proxies):
+        if self.X_.shape[1] != self._n_features():
             raise ModelFileError("state.X: the feature count does not match")
-        kernel = _gp(self.seed).steps[1][1].kernel.clone_with_theta(state_array(s, "theta", ndim=1, size=3))
-        self.model_ = _gp(self.seed, kernel).fit(self.X_, self.y_)
+        base = self._model().steps[1][1].kernel
+        kernel = base.clone_with_theta(state_array(s, "theta", ndim=1, size=len(base.theta)))
+        ranges = s.get("ranges")
+        if not isinstance(ranges, list) or len(ranges) != len(self.y_):
+            raise ModelFileError("state.ranges: expected one [params, macs, resolution] per result")
+        self.ranges_ = [(float(p), float(m), int(r)) for p, m, r in ranges]
         self.loo_tau_, self.loo_mae_, self.proxy_tau_ = (float(s[k]) for k in ("loo_tau", "loo_mae", "proxy_tau"))
+        self.prior_tau_, self.prior_mae_ = float(s.get("prior_tau", "nan")), float(s.get("prior_mae", "nan"))
+        # the GP's target: top-1 itself, or the residual in prior sigmas when a prior is the mean
+        self.z_ = state_array(s, "z", ndim=1, size=len(self.y_)) if "z" in s or self.prior is not None else self.y_
+        self.model_ = self._model(kernel).fit(self.X_, self.z_)
+
+
+def proxy_names(proxies: Iterable[str] | None) -> tuple[str, ...] | None:
+    """``None`` stays ``None`` (the default source); ``default`` and ``all`` expand; unknown names are one line."""
+    if proxies is None:
+        return None
+    names: list[str] = []
+    for n in proxies:
+        names += list(DEFAULT_PROXIES if n == "default" else ALL_PROXIES if n == "all" else [n])
+    unknown = [n for n in names if n not in PROXIES]
+    if unknown or not names:
+        from search_space.config import ConfigError
+
+        raise ConfigError("proxies", ",".join(unknown) or "(none)", "allowed: default, all, " + ", ".join(PROXIES))
+    return tuple(dict.fromkeys(names))
+
+
+def _with_note(est, note: str):
+    est = copy.deepcopy(est)
+    est.note_ = note
+    return est
 
 
 def load_accuracy_model(dataset: str = "imagenet-1k", proxies: Iterable[str] | None = None,
@@ -301,25 +422,39 @@ def load_accuracy_model(dataset: str = "imagenet-1k", proxies: Iterable[str] | N
                         use_predictor: bool | None = None, progress=None) -> AccuracyEstimator:
     """The accuracy model the search uses (module docstring).
 
-    ``use_predictor``: ``None`` decides by cross-validation, ``False`` forces the proxy, ``True``
-    forces the predictor when there are any results at all.
+    ``proxies``: ``None`` for the default source (:data:`DEFAULT_SOURCE`), else the proxies of the
+    opt-in proxy score (``"default"`` and ``"all"`` expand). ``use_predictor``: ``None`` decides by
+    cross-validation, ``False`` forces the prior / the proxy, ``True`` forces the predictor when
+    there are any results at all.
     """
-    names = tuple(proxies) if proxies is not None else DEFAULT_PROXIES
-    unknown = [n for n in names if n not in PROXIES]
-    if unknown or not names:
-        from search_space.config import ConfigError
-
-        raise ConfigError("proxies", ",".join(unknown) or "(none)", "allowed: " + ", ".join(PROXIES))
-    proxy = load_reference(ProxySettings(names), root, progress)
+    names = proxy_names(proxies)
     recs = list(results) if not isinstance(results, (str, os.PathLike)) else read_results(results, dataset=dataset, fidelity=fidelity)
     recs = [r for r in recs if r.dataset == dataset and r.fidelity == fidelity]
+    on_prior_data = dataset == PRIOR_DATASET and fidelity == "full"
+    if names is None and DEFAULT_SOURCE == "prior":
+        prior = load_prior()
+        if use_predictor is False or not recs:
+            return _with_note(prior, "no training results used" if recs else f"no training results on {dataset}")
+        if on_prior_data:
+            return AccuracyPredictor(dataset=dataset, prior=prior).fit([r.cfg for r in recs], [r.best_top1 for r in recs])
+        # another data set: the ImageNet-1k prior only ranks there; a GP on its own results replaces it when it ranks better
+        pred = AccuracyPredictor(dataset=dataset).fit([r.cfg for r in recs], [r.best_top1 for r in recs])
+        rival = _kendall(prior.predict([r.cfg for r in recs])[0], pred.y_)
+        if use_predictor or (len(recs) >= MIN_RESULTS and math.isfinite(pred.loo_tau_)
+                             and (not math.isfinite(rival) or pred.loo_tau_ > rival)):
+            return pred
+        why = f"needs >= {MIN_RESULTS} results" if len(recs) < MIN_RESULTS else "it does not beat the prior's ranking yet"
+        return _with_note(prior, f"used as a rank on {dataset}; accuracy predictor not used ({why}): {pred.summary()}")
+    names = names or DEFAULT_PROXIES
+    proxy = load_reference(ProxySettings(names), root, progress)
+    prior = load_prior() if on_prior_data else None
     if use_predictor is False:
         proxy.note_ = "accuracy predictor switched off"
         return proxy
     if len(recs) < 2:
         proxy.note_ = f"accuracy predictor not used: {len(recs)} training results on {dataset}"
         return proxy
-    pred = AccuracyPredictor(proxy, dataset=dataset).fit([r.cfg for r in recs], [r.best_top1 for r in recs])
+    pred = AccuracyPredictor(proxy, dataset=dataset, prior=prior).fit([r.cfg for r in recs], [r.best_top1 for r in recs])
     if use_predictor or pred.beats_proxy:
         return pred
     why = (f"needs >= {MIN_RESULTS} results" if len(recs) < MIN_RESULTS else "it does not beat the proxy yet")

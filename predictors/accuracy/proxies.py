@@ -55,7 +55,11 @@ deterministic for a seed on one machine.
 2024): per proxy, the rank of each architecture normalised to (0, 1] (higher score = higher rank,
 ties averaged, NaN ranked last), and the sum of the logs of those ranks.
 
-The default score (``DEFAULT_PROXIES`` = params + zico + dss, aggregated) was chosen on HELD-OUT
+Proxies are opt-in since issue #15: on real ImageNet-1k (``nas proxy eval --bench imagenet-light``)
+none ranks light networks better than #params or MACs, so the search's default score is the accuracy
+prior (:mod:`predictors.accuracy.prior`). ``DEFAULT_PROXIES`` is the set ``--proxies default`` uses.
+
+That set (params + zico + dss, aggregated) was chosen in issue #5 on HELD-OUT
 halves (``bench/proxy_selection.py``, ``bench/results/proxy_selection.json``): on 20 random
 half-splits of the eight public targets (ViT-Bench-101 AutoFormer / AutoFormer-2 / PiT CIFAR-100 with
 and without distillation, NAS-Bench-201 cifar10 / cifar100 / ImageNet16-120), the subset of up to
