@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from search_space import EdgeViTConfig
+from search_space.networks import Network
 
 from .measure import Farm, MeasureProtocol
 from .measurement import Measurement
@@ -113,15 +114,17 @@ def reachable_on_cluster(device_id: str) -> bool:
         return False
 
 
-def _remote_measure(cfg_json: str, profile_id: str, protocol: dict, band: list[float]) -> dict:
-    # Runs on the device's node: its own ONNX cache, no store (the driver writes).
+def _remote_measure(cfg: str | Network, profile_id: str, protocol: dict, band: list[float]) -> dict:
+    # Runs on the device's node: its own export cache, no store (the driver writes). A configuration
+    # travels as its JSON (validated again here); another network as the object Ray pickles.
     cache = Path(os.environ.get("EDGEVIT_NAS_CACHE", Path(tempfile.gettempdir()) / "edgevit-nas-onnx"))
     farm = Farm(None, cache_dir=cache, protocol=MeasureProtocol(**protocol))
-    m = farm.measure(EdgeViTConfig.from_json(cfg_json), get_profile(profile_id), band=band)
+    net = EdgeViTConfig.from_json(cfg) if isinstance(cfg, str) else cfg
+    m = farm.measure(net, get_profile(profile_id), band=band)
     return m.to_dict()
 
 
-def measure_remote(farm: Farm, cfgs: list[EdgeViTConfig], profile: DeviceProfile) -> Iterator[Measurement]:
+def measure_remote(farm: Farm, cfgs: list[EdgeViTConfig | Network], profile: DeviceProfile) -> Iterator[Measurement]:
     """Measure ``cfgs`` on the node owning ``profile``'s device; yield each record once stored.
 
     Tasks are submitted all at once; the ``device:<id>`` resource runs them one by one. Results are
@@ -135,8 +138,8 @@ def measure_remote(farm: Farm, cfgs: list[EdgeViTConfig], profile: DeviceProfile
     task = ray.remote(num_cpus=1, max_retries=0)(_remote_measure)
     band = farm.candle_band(profile)
     protocol = dataclasses.asdict(farm.protocol)
-    pending = [task.options(resources={device_resource(profile.id): 1}).remote(c.to_json(indent=None), profile.id,
-                                                                             protocol, band) for c in cfgs]
+    pending = [task.options(resources={device_resource(profile.id): 1}).remote(
+        c.to_json(indent=None) if isinstance(c, EdgeViTConfig) else c, profile.id, protocol, band) for c in cfgs]
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         m = Measurement.from_dict(ray.get(done[0]))
