@@ -44,3 +44,27 @@ def test_farm_measures_a_timm_model_like_a_candidate(tmp_path):
     assert onnx_path_for(net, farm.cache_dir).name == f"{net.arch_id}.onnx"
     (row,) = farm.store.query(arch_id=net.arch_id)
     assert row.env["model"] == net.spec and row.status == m.status
+
+
+def test_half_blocks_chain_into_the_whole_network():
+    """Each half-block, built on its own at the input it gets inside the candidate, feeds the next one, and
+    together they compute what the whole EdgeViT computes (the phone model's mapping prices them one by one)."""
+    import torch
+
+    from search_space import operators
+    from search_space.networks import HalfBlockNetwork, half_blocks
+
+    cfg = PRESETS["edgevit_xxs"].replace(resolution=128)
+    names = half_blocks(cfg)
+    assert set(names) == {op.block for op in operators(cfg)}
+    x = torch.randn(1, 3, 128, 128)
+    whole = as_network(cfg).build(seed=3)
+    with torch.no_grad():
+        y = x
+        for hb in names:
+            part = HalfBlockNetwork(cfg, hb)
+            assert tuple(y.shape) == part.input_shape, hb
+            y = part.build(seed=3)(y)
+        assert torch.allclose(y, whole(x), atol=1e-5)
+    with pytest.raises(ConfigError, match="half_block"):
+        HalfBlockNetwork(cfg, "stages.9.downsample")

@@ -109,11 +109,7 @@ def measure_block_table(farm, profile, keys: Sequence[str],
     disturbed: list[str] = []
     for i, key in enumerate(keys):
         net = BlockNetwork(key)
-        m = stored(net)
-        if m is None:
-            m = farm.measure(net, profile)
-            if m.status == "disturbed":  # one more try: a neighbour's burst rarely lasts two measurements
-                m = farm.measure(net, profile)
+        m = stored(net) or farm.measure(net, profile)
         if on_result:
             on_result(key, m, i + 1, len(keys))
         ms, clean = latency_of(m, farm)
