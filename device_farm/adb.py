@@ -384,14 +384,17 @@ class AdbBenchmark:
 
     ``tool`` is ``"tflite"`` (TensorFlow Lite ``benchmark_model``) or ``"onnxruntime"``
     (``onnxruntime_perf_test``). ``binary_remote`` defaults to the binary's file name under
-    ``/data/local/tmp``; pushed models go next to it. ``extra_args`` are appended to the tool's
-    flags (e.g. ``("--use_xnnpack=false",)``, or ``("-e", "xnnpack")`` for onnxruntime).
+    ``/data/local/tmp``; pushed models go next to it. ``use_xnnpack`` (``benchmark_model`` only):
+    ``True`` / ``False`` pass ``--use_xnnpack=true|false``, ``None`` leaves the tool's default (what
+    nn-Meter's profiler did unless asked to close XNNPACK). ``extra_args`` are appended to the
+    tool's flags (e.g. ``("-e", "xnnpack")`` for onnxruntime).
     """
 
     binary_local: Path
     tool: str
     binary_remote: str = ""
     extra_args: tuple[str, ...] = ()
+    use_xnnpack: bool | None = True
 
     def __post_init__(self) -> None:
         self.binary_local = Path(self.binary_local)
@@ -407,9 +410,9 @@ def _command(bench: AdbBenchmark, remote_model: str, threads: int, warmup: int, 
     if bench.tool == "tflite":
         # The *_secs floors default to 0.5 s and 1 s: left alone they add runs beyond the counts asked
         # for, so a fast model would be timed hundreds of times and a slow one 50.
+        xnn = [] if bench.use_xnnpack is None else [f"--use_xnnpack={'true' if bench.use_xnnpack else 'false'}"]
         args = [f"--graph={remote_model}", f"--num_threads={threads}", f"--warmup_runs={warmup}",
-                "--warmup_min_secs=0", f"--num_runs={runs}", "--min_secs=0", "--use_xnnpack=true",
-                *bench.extra_args]
+                "--warmup_min_secs=0", f"--num_runs={runs}", "--min_secs=0", *xnn, *bench.extra_args]
     else:
         # `-m times -r N`: N timed runs (the default mode is a 600 s duration). `-I`: random inputs
         # instead of test_data_set_* folders. `-s`: print the percentile lines. The model path goes

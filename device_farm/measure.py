@@ -1,5 +1,9 @@
 """Measure a candidate on a device: export once, time it in an isolated process, judge, store.
 
+What is measured is any :class:`~search_space.networks.Network` (an EdgeViT configuration, a timm
+model by name, an nn-Meter block), exported once per id into the cache: ``<id>.onnx`` for
+onnxruntime devices, ``<id>.tflite`` beside it for TFLite ones (LiteRT on this CPU, phones over adb).
+
 The protocol interleaves a fixed reference model, the *candle* (EdgeViT-XXS at 128x128), before and
 after each candidate. A candle that moved during the run, or that lies outside its usual band on
 this device, marks the measurement disturbed; a disturbed measurement is taken again up to
@@ -25,12 +29,14 @@ from typing import Any
 import numpy as np
 
 from search_space import PRESETS, EdgeViTConfig
+from search_space.networks import Network, as_network
 
 from .measurement import Measurement, summarize
 from .profiles import DeviceProfile
 from .store import MeasurementStore
 
-__all__ = ["CANDLE", "CANDLE_LARGE", "CANDLES", "MeasureProtocol", "Farm", "cpu_model", "onnx_path_for"]
+__all__ = ["CANDLE", "CANDLE_LARGE", "CANDLES", "MeasureProtocol", "Farm", "cpu_model", "onnx_path_for",
+           "tflite_path_for", "model_path_for", "runtime_version"]
 
 #: The reference models timed beside every candidate. Fixed forever: changing one invalidates every
 #: stored candle ratio. The small one (about 5 ms here) is the base; the large one (about 30 ms) serves
@@ -103,14 +109,42 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def onnx_path_for(cfg: EdgeViTConfig, cache_dir: Path) -> Path:
+def onnx_path_for(cfg: EdgeViTConfig | Network, cache_dir: Path) -> Path:
     """The candidate's ONNX file, exported once and cached by architecture id."""
-    path = cache_dir / f"{cfg.arch_id}.onnx"
+    net = as_network(cfg)
+    path = cache_dir / f"{net.arch_id}.onnx"
     if not path.exists():
         from search_space.export import export_onnx
 
-        export_onnx(cfg, path)
+        export_onnx(net, path)
     return path
+
+
+def tflite_path_for(cfg: EdgeViTConfig | Network, cache_dir: Path) -> Path:
+    """The candidate's .tflite file (litert-torch), exported once and cached by id beside its ONNX file."""
+    net = as_network(cfg)
+    path = cache_dir / f"{net.arch_id}.tflite"
+    if not path.exists():
+        from search_space.tflite import export_tflite
+
+        export_tflite(net, path)
+    return path
+
+
+def model_path_for(cfg: EdgeViTConfig | Network, profile: DeviceProfile, cache_dir: Path) -> Path:
+    """The file ``profile``'s device runs: .tflite for TFLite runtimes, .onnx otherwise."""
+    return tflite_path_for(cfg, cache_dir) if profile.runtime == "tflite" else onnx_path_for(cfg, cache_dir)
+
+
+def runtime_version(profile: DeviceProfile) -> str:
+    """The version of the runtime a local profile measures with (the store keeps it in every key)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    dist = "ai-edge-litert" if profile.backend == "litert" else "onnxruntime"
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not-installed"
 
 
 class Farm:
@@ -129,17 +163,19 @@ class Farm:
         self.protocol = protocol
 
     # ------------------------------------------------------------------ public
-    def measure(self, cfg: EdgeViTConfig, profile: DeviceProfile, band: list[float] | None = None) -> Measurement:
-        """Measure ``cfg`` on ``profile``; failures come back as ``status='failed'`` records, not exceptions.
+    def measure(self, cfg: EdgeViTConfig | Network, profile: DeviceProfile, band: list[float] | None = None) -> Measurement:
+        """Measure ``cfg`` (a configuration or any :class:`Network`) on ``profile``; failures come back as
+        ``status='failed'`` records, not exceptions.
 
         ``band``: the device's recent clean candle latencies (read from the store when None). A Ray task on
         another node gets it from the driver, which also writes the result (the store stays single-writer).
         """
+        net = as_network(cfg)
         if profile.backend == "adb":
-            m = self._measure_adb(cfg, profile)
+            m = self._measure_adb(net, profile)
         else:
             anchor = self.anchor_factor(profile) if self._anchoring() else None
-            m = self._measure_local(cfg, profile, band)
+            m = self._measure_local(net, profile, band)
             if anchor is not None:
                 m.env["anchor"] = anchor
         if self.store is not None:
@@ -208,13 +244,14 @@ class Farm:
         if ops:
             self.store.put_op_profile(m, ops)
 
-    # ------------------------------------------------------------------ local (onnxruntime)
-    def _request(self, cfg: EdgeViTConfig, profile: DeviceProfile, workdir: str) -> dict[str, Any]:
+    # ------------------------------------------------------------------ local (onnxruntime, LiteRT)
+    def _request(self, net: Network, profile: DeviceProfile, workdir: str) -> dict[str, Any]:
         p = self.protocol
         return {
-            "onnx_path": str(onnx_path_for(cfg, self.cache_dir)),
-            "candle_path": str(onnx_path_for(CANDLE, self.cache_dir)),
-            "candle_paths": [str(onnx_path_for(c, self.cache_dir)) for c in CANDLES] if p.interleave else None,
+            "runtime": profile.runtime, "delegate": profile.delegate,
+            "model_path": str(model_path_for(net, profile, self.cache_dir)),
+            "candle_path": str(model_path_for(CANDLE, profile, self.cache_dir)),
+            "candle_paths": [str(model_path_for(c, profile, self.cache_dir)) for c in CANDLES] if p.interleave else None,
             "threads": profile.threads,
             "graph_optimization": profile.graph_optimization,
             "provider": "cuda" if profile.backend == "onnxruntime-cuda" else "cpu",
@@ -263,20 +300,21 @@ class Farm:
         return reasons
 
     def candle_band(self, profile: DeviceProfile) -> list[float]:
-        import onnxruntime as ort
-
         if self.store is None:
             return []
-        return self.store.recent_candles(profile.id, profile.threads, ort.__version__)
+        return self.store.recent_candles(profile.id, profile.threads, runtime_version(profile))
 
-    def _measure_local(self, cfg: EdgeViTConfig, profile: DeviceProfile, band: list[float] | None) -> Measurement:
-        import onnxruntime as ort
-
-        base = dict(arch_id=cfg.arch_id, device=profile.id, runtime="onnxruntime", runtime_version=ort.__version__,
-                    input_shape=f"1x3x{cfg.resolution}x{cfg.resolution}", threads=profile.threads,
-                    precision=profile.precision, config=cfg.to_dict(), source=f"measured:{socket.gethostname()}")
+    def _measure_local(self, net: Network, profile: DeviceProfile, band: list[float] | None) -> Measurement:
+        base = dict(arch_id=net.arch_id, device=profile.id, runtime=profile.runtime,
+                    runtime_version=runtime_version(profile), input_shape="x".join(map(str, net.input_shape)),
+                    threads=profile.threads, precision=profile.precision, config=net.config_dict(),
+                    source=f"measured:{socket.gethostname()}")
         env = {"cpu": cpu_model(), "cpus": os.cpu_count(), "hostname": socket.gethostname(),
                "python": platform.python_version(), "backend": profile.backend, "protocol": asdict(self.protocol)}
+        if net.config_dict() is None:
+            env["model"] = net.spec
+        if profile.delegate:
+            env["delegate"] = profile.delegate
         t0 = time.time()
 
         def failed(res: dict[str, Any], attempts: int) -> Measurement:
@@ -286,9 +324,10 @@ class Farm:
         def worker(profile_ops: bool) -> dict[str, Any]:
             with tempfile.TemporaryDirectory(prefix="farm-") as work:
                 try:
-                    request = self._request(cfg, profile, work)
+                    request = self._request(net, profile, work)
                 except Exception as e:  # export failed: a failure record, with its reason
-                    return {"status": "failed", "error": f"export failed: {type(e).__name__}: {e}"}
+                    line = (str(e).splitlines() or [""])[0]
+                    return {"status": "failed", "error": f"export failed: {type(e).__name__}: {line}"}
                 request["profile_ops"] = profile_ops
                 return self._run_worker(request)
 
@@ -372,39 +411,50 @@ class Farm:
                            energy_source=res.get("energy_source"), error="; ".join(reasons) or None, env=env)
 
     # ------------------------------------------------------------------ phones over adb
-    def _measure_adb(self, cfg: EdgeViTConfig, profile: DeviceProfile) -> Measurement:
+    def _measure_adb(self, net: Network, profile: DeviceProfile) -> Measurement:
+        """The phone runs its runtime's stock benchmark binary on the cached export: ``benchmark_model``
+        on the .tflite (``runtime = "tflite"``, the tool and file nn-Meter's tables were measured with),
+        ``onnxruntime_perf_test`` on the .onnx; pinned to ``pin_cores`` (default: the fastest cores)."""
         from . import adb
 
         binary = Path(profile.benchmark_binary) if profile.benchmark_binary else None
         # The phone's runtime version is that of the benchmark binary: identify the build by its hash.
         version = f"sha256:{hashlib.sha256(binary.read_bytes()).hexdigest()[:12]}" if binary and binary.is_file() else "unknown"
-        base = dict(arch_id=cfg.arch_id, device=profile.id, runtime=profile.runtime, runtime_version=version,
-                    input_shape=f"1x3x{cfg.resolution}x{cfg.resolution}", threads=profile.threads,
-                    precision=profile.precision, config=cfg.to_dict(), source=f"measured:adb:{profile.serial}")
+        base = dict(arch_id=net.arch_id, device=profile.id, runtime=profile.runtime, runtime_version=version,
+                    input_shape="x".join(map(str, net.input_shape)), threads=profile.threads,
+                    precision=profile.precision, config=net.config_dict(), source=f"measured:adb:{profile.serial}")
         if not profile.serial:
             return Measurement(**base, status="failed", error=(
                 f"device {profile.id}: no adb serial; set serial = \"...\" in a user profile "
                 f"({profile.id}.toml in the user device folder)"))
-        if profile.runtime != "onnxruntime":
+        if profile.runtime not in adb.TOOLS:
             return Measurement(**base, status="failed", error=(
-                f"device {profile.id}: runtime={profile.runtime!r} needs a .tflite model, and ONNX-to-TFLite "
-                "conversion is not part of this package; set runtime = \"onnxruntime\" and benchmark_binary to an "
-                "Android build of onnxruntime_perf_test"))
+                f"device {profile.id}: runtime={profile.runtime!r}: allowed over adb: {', '.join(adb.TOOLS)}"))
         if binary is None or not binary.is_file():
-            return Measurement(**base, status="failed",
-                               error=f"device {profile.id}: benchmark_binary={profile.benchmark_binary!r} is not a file")
-        dev = adb.AdbDevice(profile.serial, adb=profile.adb)
+            tool = "benchmark_model" if profile.runtime == "tflite" else "onnxruntime_perf_test"
+            return Measurement(**base, status="failed", error=(
+                f"device {profile.id}: benchmark_binary={profile.benchmark_binary!r} is not a file (an Android "
+                f"build of {tool})"))
         try:
-            report = adb.measure_on_phone(dev, onnx_path_for(cfg, self.cache_dir),
-                                          adb.AdbBenchmark(binary_local=binary, tool="onnxruntime"),
-                                          threads=profile.threads, cores=list(profile.pin_cores) or None)
+            model = model_path_for(net, profile, self.cache_dir)
+        except Exception as e:  # export failed: a failure record, with its reason
+            line = (str(e).splitlines() or [""])[0]
+            return Measurement(**base, status="failed", error=f"export failed: {type(e).__name__}: {line}")
+        dev = adb.AdbDevice(profile.serial, adb=profile.adb)
+        bench = adb.AdbBenchmark(binary_local=binary, tool=profile.runtime,
+                                 use_xnnpack=None if not profile.delegate else profile.delegate == "xnnpack")
+        try:
+            report = adb.measure_on_phone(dev, model, bench, threads=profile.threads,
+                                          cores=list(profile.pin_cores) or None)
         except Exception as e:
             return Measurement(**base, status="failed", error=f"{type(e).__name__}: {e}")
+        env = {"tool": report.tool, "mean_ms": report.mean_ms, "min_ms": report.min_ms, "max_ms": report.max_ms,
+               "cores": list(profile.pin_cores) or "fastest", "delegate": profile.delegate or "tool default",
+               "energy_note": "energy over adb (android-battery) is not wired into phone runs yet"}
+        if net.config_dict() is None:
+            env["model"] = net.spec
         return Measurement(**base, status="ok", median_ms=report.median_ms or report.mean_ms, p90_ms=report.p90_ms,
-                           repeats=report.count, cv=(report.std_ms / report.mean_ms) if report.std_ms else None,
-                           env={"tool": report.tool, "mean_ms": report.mean_ms, "min_ms": report.min_ms,
-                                "max_ms": report.max_ms,
-                                "energy_note": "energy over adb (android-battery) is not wired into phone runs yet"})
+                           repeats=report.count, cv=(report.std_ms / report.mean_ms) if report.std_ms else None, env=env)
 
 
 def _closest_pair(sessions: list[dict[str, Any]], near: int | None = None) -> tuple[float, tuple[int, ...]]:

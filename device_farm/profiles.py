@@ -13,11 +13,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BACKENDS", "DeviceProfile", "ProfileError", "user_device_dir", "load_profiles", "get_profile"]
+__all__ = ["BACKENDS", "DELEGATES", "CALIBRATION_FACTS", "DeviceProfile", "ProfileError", "user_device_dir", "load_profiles", "get_profile"]
 
 #: ``onnxruntime``: this machine's CPU; ``onnxruntime-cuda``: a local NVIDIA GPU through onnxruntime's
-#: CUDA provider; ``adb``: an Android phone over adb (benchmark binary pushed and run on the phone).
-BACKENDS: tuple[str, ...] = ("onnxruntime", "onnxruntime-cuda", "adb")
+#: CUDA provider; ``litert``: this machine's CPU through ai-edge-litert's TFLite interpreter (.tflite
+#: files, the optional extra ``[tflite]``); ``adb``: an Android phone over adb (benchmark binary
+#: pushed and run on the phone).
+BACKENDS: tuple[str, ...] = ("onnxruntime", "onnxruntime-cuda", "litert", "adb")
+#: TFLite delegates a profile may ask for: ``xnnpack`` (TFLite's default CPU delegate), ``none``
+#: (built-in kernels only: ``--use_xnnpack=false`` / ``BUILTIN_WITHOUT_DEFAULT_DELEGATES``), or empty
+#: for runtimes without delegates (onnxruntime).
+DELEGATES: tuple[str, ...] = ("", "xnnpack", "none")
+#: What a phone's calibration table says about how it was measured (``[calibration]`` keys shown by
+#: ``nas search`` and ``nas farm devices``), each with its evidence in ``evidence``.
+CALIBRATION_FACTS: tuple[str, ...] = ("runtime", "threads", "cores", "delegate", "precision")
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 GRAPH_LEVELS: tuple[str, ...] = ("disable", "basic", "extended", "all")
 
@@ -44,6 +53,8 @@ class DeviceProfile:
     benchmark_binary: str = ""
     adb: str = "adb"  # the adb executable (a path where it is not on PATH)
     pin_cores: tuple[int, ...] = ()
+    #: TFLite delegate (``runtime = "tflite"``): one of :data:`DELEGATES`.
+    delegate: str = ""
     #: Where the device's latency knowledge comes from until it is measured: ``source`` (``live``,
     #: ``nn-meter``), and for shipped data ``data`` (path inside ``device_farm/data``), ``measured_on``
     #: and ``provenance``.
@@ -61,11 +72,31 @@ class DeviceProfile:
             )
         if not isinstance(self.threads, int) or self.threads < 1:
             raise ProfileError(f"device {self.id}: threads={self.threads!r}: must be an integer >= 1")
+        if self.delegate not in DELEGATES:
+            raise ProfileError(f"device {self.id}: delegate={self.delegate!r}: allowed: xnnpack, none (or empty)")
+        if self.backend == "litert" and self.runtime != "tflite":
+            raise ProfileError(f"device {self.id}: runtime={self.runtime!r}: the litert backend runs tflite")
 
     @property
     def is_local(self) -> bool:
         """Measured by a process on this machine (as opposed to a phone behind adb)."""
-        return self.backend in ("onnxruntime", "onnxruntime-cuda")
+        return self.backend in ("onnxruntime", "onnxruntime-cuda", "litert")
+
+    @property
+    def model_suffix(self) -> str:
+        """The file the device runs: ``.tflite`` for TFLite runtimes, ``.onnx`` otherwise."""
+        return ".tflite" if self.runtime == "tflite" else ".onnx"
+
+    def calibration_summary(self) -> str:
+        """One line: what this device's latency figures mean (runtime, threads, cores, delegate of the
+        data its model rests on), or of live measurements, the profile's own settings."""
+        cal = self.calibration
+        if any(cal.get(k) for k in CALIBRATION_FACTS):
+            facts = [f"{k} {cal[k]}" for k in CALIBRATION_FACTS if cal.get(k)]
+            where = cal.get("measured_on", "")
+            return f"{where}: " * bool(where) + "; ".join(facts)
+        delegate = f", delegate {self.delegate}" if self.delegate else ""
+        return f"{self.runtime} on {self.name}, {self.threads} thread(s), {self.precision}{delegate}"
 
     def calibration_file(self) -> Path | None:
         data = self.calibration.get("data")

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from search_space import EdgeViTConfig
+from search_space.networks import Network, as_network
 
 from .measure import Farm, MeasureProtocol
 from .measurement import Measurement
@@ -182,11 +183,13 @@ def reachable_on_cluster(device_id: str) -> bool:
         return False
 
 
-def _remote_measure(cfg_json: str, profile_id: str, protocol: dict, band: list[float]) -> dict:
-    # Runs on the device's node: its own ONNX cache, no store (the driver writes).
+def _remote_measure(cfg: str | Network, profile_id: str, protocol: dict, band: list[float]) -> dict:
+    # Runs on the device's node: its own export cache, no store (the driver writes). A configuration
+    # travels as its JSON (validated again here); another network as the object Ray pickles.
     cache = Path(os.environ.get("EDGEVIT_NAS_CACHE", Path(tempfile.gettempdir()) / "edgevit-nas-onnx"))
     farm = Farm(None, cache_dir=cache, protocol=MeasureProtocol(**protocol))
-    m = farm.measure(EdgeViTConfig.from_json(cfg_json), get_profile(profile_id), band=band)
+    net = EdgeViTConfig.from_json(cfg) if isinstance(cfg, str) else cfg
+    m = farm.measure(net, get_profile(profile_id), band=band)
     return m.to_dict()
 
 
@@ -194,7 +197,7 @@ def _remote_measure(cfg_json: str, profile_id: str, protocol: dict, band: list[f
 NODE_CHECK_S = 2.0
 
 
-def measure_remote(farm: Farm, cfgs: list[EdgeViTConfig], profile: DeviceProfile) -> Iterator[Measurement]:
+def measure_remote(farm: Farm, cfgs: list[EdgeViTConfig | Network], profile: DeviceProfile) -> Iterator[Measurement]:
     """Measure ``cfgs`` on the node owning ``profile``'s device; yield each record once stored.
 
     Tasks are submitted all at once; the ``device:<id>`` resource runs them one by one. Results are
@@ -210,8 +213,8 @@ def measure_remote(farm: Farm, cfgs: list[EdgeViTConfig], profile: DeviceProfile
     task = ray.remote(num_cpus=1, max_retries=0)(_remote_measure)
     band = farm.candle_band(profile)
     protocol = dataclasses.asdict(farm.protocol)
-    refs = {task.options(resources={device_resource(profile.id): 1}).remote(c.to_json(indent=None), profile.id,
-                                                                          protocol, band): c for c in cfgs}
+    refs = {task.options(resources={device_resource(profile.id): 1}).remote(
+        c.to_json(indent=None) if isinstance(c, EdgeViTConfig) else c, profile.id, protocol, band): c for c in cfgs}
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1, timeout=NODE_CHECK_S)
@@ -236,12 +239,16 @@ def measure_remote(farm: Farm, cfgs: list[EdgeViTConfig], profile: DeviceProfile
             yield m
 
 
-def _lost(cfg: EdgeViTConfig, profile: DeviceProfile, why: str) -> Measurement:
+def _lost(cfg: EdgeViTConfig | Network, profile: DeviceProfile, why: str) -> Measurement:
     """The record of a measurement its node never returned."""
-    return Measurement(arch_id=cfg.arch_id, device=profile.id, runtime=profile.runtime, runtime_version="unknown",
-                       input_shape=f"1x3x{cfg.resolution}x{cfg.resolution}", threads=profile.threads,
-                       precision=profile.precision, status="failed", error=why, config=cfg.to_dict(),
-                       source="measured:ray")
+    net = as_network(cfg)
+    m = Measurement(arch_id=net.arch_id, device=profile.id, runtime=profile.runtime, runtime_version="unknown",
+                    input_shape="x".join(map(str, net.input_shape)), threads=profile.threads,
+                    precision=profile.precision, status="failed", error=why, config=net.config_dict(),
+                    source="measured:ray")
+    if net.config_dict() is None:
+        m.env["model"] = net.spec
+    return m
 
 
 def serve_command(device_id: str, address: str, num_cpus: int | None = None,

@@ -16,12 +16,19 @@ def reachable(profile: DeviceProfile) -> tuple[bool, str]:
     """Whether ``profile``'s device can be measured now, and how or why not (one phrase).
 
     A Ray node advertising ``device:<id>`` counts first (only when this process is connected to
-    Ray); then this machine's CPU, a local CUDA provider, or an attached adb phone.
+    Ray); then this machine's CPU (onnxruntime, or LiteRT where ai-edge-litert is installed), a
+    local CUDA provider, or an attached adb phone.
     """
     if reachable_on_cluster(profile.id):
         return True, f"a Ray node offers {device_resource(profile.id)}"
     if profile.backend == "onnxruntime":
         return True, "this machine"
+    if profile.backend == "litert":
+        import importlib.util
+
+        if importlib.util.find_spec("ai_edge_litert") is None:
+            return False, 'ai-edge-litert not installed (the optional extra [tflite]: pip install -c constraints.txt -e ".[tflite]")'
+        return True, "this machine (LiteRT)"
     if profile.backend == "onnxruntime-cuda":
         import onnxruntime as ort
 

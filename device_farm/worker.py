@@ -3,9 +3,12 @@ writes one JSON result on stdout.
 
 It runs in its own process so that a runtime that hangs or crashes becomes a recorded failure (the
 parent kills it at its timeout) and never takes the caller down, and so that nothing the caller
-has loaded (torch, Ray, other threads) shares the cores while it times. It imports only
-onnxruntime, numpy and the torch-free parts of ``device_farm`` (the median's confidence interval
-is :func:`device_farm.measurement.median_ci_halfwidth`, the one the records use).
+has loaded (torch, Ray, other threads) shares the cores while it times. It imports only the
+runtime of the request (onnxruntime for ``.onnx``, ai-edge-litert's interpreter for ``.tflite``:
+``"runtime": "tflite"``), numpy and the torch-free parts of ``device_farm`` (the median's
+confidence interval is :func:`device_farm.measurement.median_ci_halfwidth`, the one the records use).
+Both runtimes are timed through the same ``run(None, feed)`` call (:class:`LiteRTSession` gives the
+interpreter onnxruntime's shape), so the protocol below is one and the same for both.
 
 Protocol, per request: pin the process to the requested CPUs, open the candidate and candle
 sessions (one intra-op thread by default), warm both up, then time them interleaved in rounds
@@ -51,6 +54,35 @@ def _session(ort, path: str, req: dict[str, Any], profile_prefix: str | None = N
     return sess, feed, shape
 
 
+class LiteRTSession:
+    """A TFLite interpreter (ai-edge-litert) with its input set once, timed as ``run(None, feed)``.
+
+    ``xnnpack=False`` opens it with ``BUILTIN_WITHOUT_DEFAULT_DELEGATES`` (TFLite's own kernels, what
+    ``benchmark_model --use_xnnpack=false`` runs); otherwise TFLite applies its default XNNPACK
+    delegate. ``num_threads`` sets both the interpreter's and XNNPACK's threads.
+    """
+
+    def __init__(self, path: str, threads: int, xnnpack: bool = True):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        self.interpreter = Interpreter(model_path=path, num_threads=int(threads), experimental_op_resolver_type=resolver)
+        self.interpreter.allocate_tensors()
+        inp = self.interpreter.get_input_details()[0]
+        self.shape = [int(d) for d in inp["shape"]]
+        x = np.random.default_rng(0).standard_normal(self.shape, dtype=np.float32)
+        self.interpreter.set_tensor(inp["index"], x)
+        self._invoke = self.interpreter.invoke
+
+    def run(self, _outputs, _feed) -> None:
+        self._invoke()
+
+
+def _litert_session(path: str, req: dict[str, Any]):
+    sess = LiteRTSession(path, req["threads"], xnnpack=req.get("delegate", "xnnpack") != "none")
+    return sess, None, sess.shape
+
+
 def _time(sess, feed, n: int) -> list[float]:
     out = []
     for _ in range(n):
@@ -63,7 +95,7 @@ def _time(sess, feed, n: int) -> list[float]:
 def _op_profile(ort, req: dict[str, Any], runs: int) -> list[dict[str, Any]]:
     """Median time per graph node from onnxruntime's profiler (JSON trace events of category Node)."""
     prefix = os.path.join(req["profile_dir"], "ort_profile")
-    sess, feed, _ = _session(ort, req["onnx_path"], req, profile_prefix=prefix)
+    sess, feed, _ = _session(ort, req.get("model_path") or req["onnx_path"], req, profile_prefix=prefix)
     for _ in range(runs):
         sess.run(None, feed)
     trace = sess.end_profiling()
@@ -187,18 +219,31 @@ def _before_after(sess, feed, candle, candle_feed, req: dict[str, Any], result: 
     return times
 
 
-def run(req: dict[str, Any]) -> dict[str, Any]:
+def _runtime(req: dict[str, Any]):
+    """(version, open(path) -> (session, feed, input shape)) of the request's runtime."""
+    if req.get("runtime", "onnxruntime") == "tflite":
+        from importlib.metadata import version
+
+        return version("ai-edge-litert"), lambda path: _litert_session(path, req)
     import onnxruntime as ort
 
-    result: dict[str, Any] = {"runtime_version": ort.__version__, "load_before": os.getloadavg()[0],
+    return ort.__version__, lambda path: _session(ort, path, req)
+
+
+def run(req: dict[str, Any]) -> dict[str, Any]:
+    try:
+        version, open_model = _runtime(req)
+    except ImportError as e:  # the runtime's package is missing: a result saying which, not a crash
+        return {"status": "failed", "error": f"runtime unavailable: {type(e).__name__}: {e}"}
+    result: dict[str, Any] = {"runtime_version": version, "load_before": os.getloadavg()[0],
                               "cpus": _pin(req)}
     try:
-        sess, feed, shape = _session(ort, req["onnx_path"], req)
+        sess, feed, shape = open_model(req.get("model_path") or req["onnx_path"])
         paths = req.get("candle_paths") or [req["candle_path"]]
-        candles = [_session(ort, p, req)[:2] for p in paths]
+        candles = [open_model(p)[:2] for p in paths]
         candle, candle_feed = candles[0]
     except Exception as e:  # a model the runtime refuses is a result, not a crash
-        result.update(status="failed", error=f"session creation failed: {type(e).__name__}: {str(e).splitlines()[0]}")
+        result.update(status="failed", error=f"session creation failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
         return result
     result["input_shape"] = "x".join(str(d) for d in shape)
     warm_until = time.perf_counter() + float(req.get("warmup_s", 0.3))
@@ -217,7 +262,9 @@ def run(req: dict[str, Any]) -> dict[str, Any]:
     result["load_after"] = os.getloadavg()[0]
     if req.get("energy_sensor"):
         result.update(_energy(req, sess, feed))
-    if req.get("profile_ops"):
+    if req.get("profile_ops") and req.get("runtime", "onnxruntime") == "onnxruntime":
+        import onnxruntime as ort
+
         result["op_profile"] = _op_profile(ort, req, int(req.get("profile_runs", 20)))
     result["status"] = "ok"
     return result

@@ -111,14 +111,17 @@ def explain(e: BaseException, args: argparse.Namespace | None = None) -> tuple[s
     from predictors.latency import NoDataError
     from search_space.config import ConfigError
     from search_space.files import FileFormatError
+    from search_space.tflite import TFLiteExportError, TFLiteUnavailable
 
     from .common import CommandError
 
     if isinstance(e, KeyboardInterrupt):
         return "interrupted", INTERRUPTED
     if isinstance(e, (CommandError, ConfigError, ProfileError, StoreError, NoDataError, ModelFileError,
-                      FileFormatError)):
+                      FileFormatError, TFLiteExportError)):
         return one_line(e), INPUT
+    if isinstance(e, TFLiteUnavailable):
+        return one_line(e), ENVIRONMENT
     if isinstance(e, sqlite3.Error) or type(e).__module__.startswith("sqlalchemy"):
         known = _database_error(e, args)
         if known:

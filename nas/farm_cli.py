@@ -32,8 +32,9 @@ def register(groups: argparse._SubParsersAction) -> None:
 
     p = cmds.add_parser("measure", parents=[common, ray_opts], help="measure presets or JSON configurations")
     p.add_argument("--device", required=True)
-    p.add_argument("configs", nargs="+", help="presets (edgevit_xxs, ...), JSON files, or 'held-out' (the networks "
-                                              "latency predictors are judged on: search_space.held_out)")
+    p.add_argument("configs", nargs="+", help="presets (edgevit_xxs, ...), JSON files, timm:<name>[@side] (any timm "
+                                              "model), or 'held-out' (the networks latency predictors are judged on: "
+                                              "search_space.held_out)")
     p.add_argument("--profile-ops", action="store_true", help="also store per-operator times from onnxruntime's profiler")
     p.set_defaults(func=cmd_measure)
 
@@ -64,6 +65,15 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--source", help="provenance for rows without one (default import:<file name>)")
     p.add_argument("--op-profiles", type=Path, help="also read per-operator profiles written by 'nas farm export'")
     p.set_defaults(func=cmd_import)
+
+    p = cmds.add_parser("compare", parents=[common, ray_opts],
+                        help="EdgeViT against timm's light networks on a device: accuracy-latency plot, Pareto front")
+    p.add_argument("--device", required=True, action="append",
+                   help="a device (repeat for several: --device host --device host-litert, one plot each)")
+    p.add_argument("--family", type=Path, help="a 'nas family' run's family.json: its members join, top-1 estimated")
+    p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default runs/compare)")
+    p.add_argument("--models", help="comma-separated timm tags of the zoo to use (default: all of nas.compare.ZOO)")
+    p.set_defaults(func=cmd_compare)
 
     p = cmds.add_parser("serve", help="join a Ray cluster as the node that owns a device (opens this machine to it)")
     p.add_argument("--device", required=True)
@@ -114,7 +124,8 @@ def _use_ray(args: argparse.Namespace, device: str) -> bool:
         return False
     from device_farm.ray_farm import init_ray
 
-    init_ray(args.ray_address, local_devices=(device,) if device == "host" else ("host",))
+    # the embedded Ray owns this machine's devices: the one asked for when it is local (host, host-litert, ...)
+    init_ray(args.ray_address, local_devices=(device,) if get_profile(device).is_local else ("host",))
     return True
 
 
@@ -136,13 +147,13 @@ def _table(device: str) -> Table:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from search_space import load_config
     from search_space.held_out import held_out_set
+    from search_space.networks import load_network
 
     profile = get_profile(args.device)
     cfgs, specs = [], []
     for spec in args.configs:
-        group = held_out_set() if spec == "held-out" else [load_config(spec)]
+        group = held_out_set() if spec == "held-out" else [load_network(spec)]
         cfgs += group
         specs += [spec] * len(group)
     names = {c.arch_id: (c.name or spec) for c, spec in zip(cfgs, specs)}
@@ -218,6 +229,44 @@ def cmd_import(args: argparse.Namespace) -> int:
             if n < len(ms) else "")
     console().print(f"imported {n} measurements from {args.file} into {args.store}{kept}")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import ZOO, compare
+
+    models = ZOO
+    if args.models:
+        wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+        unknown = [m for m in wanted if m not in {z.tag for z in ZOO} | {z.arch for z in ZOO}]
+        if unknown:
+            raise CommandError(f"--models {unknown[0]!r}: not in the zoo; allowed: {', '.join(z.arch for z in ZOO)}")
+        models = tuple(z for z in ZOO if z.tag in wanted or z.arch in wanted)
+    farm = _farm(args)
+    con = console()
+    code = 0
+    for device in args.device:
+        profile = get_profile(device)
+        reach = _reachable(profile)
+        if reach != "yes":
+            raise CommandError(f"device {device} is not reachable: {reach}")
+        with con.status(f"measuring on {device}...") as status:
+            doc = compare(device, farm, args.out, args.family, models,
+                          on_result=lambda e, i, n: status.update(f"{device}: {i}/{n} {e.label} {e.status}"))
+        t = Table(title=f"{device}: top-1 against latency ({doc['meaning']})")
+        for col in ("network", "group", "top-1 %", "latency ms", "front"):
+            t.add_column(col, justify="right" if col in ("top-1 %", "latency ms") else "left")
+        for e in sorted(doc["entries"], key=lambda e: (e["latency_ms"] is None, e["latency_ms"] or 0)):
+            t.add_row(e["label"], e["group"], f"{e['top1']:.1f}" + (" est." if e["estimated"] else ""),
+                      f"{e['latency_ms']:.2f}" if e["latency_ms"] is not None else f"[red]{e['status']}[/]",
+                      "yes" if e["on_front"] else "")
+        con.print(t)
+        for name, v in doc["verdict"].items():
+            con.print(f"{name}: {'on' if v['on_front_all'] else 'not on'} the front of all networks, "
+                      f"{'on' if v['on_front_vs_cnns'] else 'not on'} the front against the CNNs"
+                      + (f"; dominated by {', '.join(v['dominated_by'])}" if v["dominated_by"] else ""))
+        con.print(f"wrote {args.out}/compare-{device}.json, .png, .md")
+        code |= any(e["latency_ms"] is None for e in doc["entries"])
+    return int(code)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

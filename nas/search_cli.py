@@ -239,6 +239,17 @@ def _front_rows(front: list, limit: int = 12) -> list:
     return [front[i] for i in sorted(idx)]
 
 
+def _figure_meaning(device: str) -> str:
+    """What a latency of ``device`` stands for: runtime, threads, cores and delegate of its data (the profile's
+    ``calibration_summary``)."""
+    from device_farm import ProfileError, get_profile
+
+    try:
+        return get_profile(device).calibration_summary()
+    except ProfileError:
+        return "unknown (no device profile)"
+
+
 def print_result(con, result) -> int:
     from .search import candidate_row
     from .search.outputs import evidence, score_header, score_text, validation_line
@@ -263,6 +274,7 @@ def print_result(con, result) -> int:
             r = candidate_row(c, dom, unit)
             t.add_row(name + ("" if c.feasible else " (over budget)"), *(r[k] for k in cols[1:]), style="dim")
     con.print(t)
+    con.print(f"a latency of {cfg.device} means: {_figure_meaning(cfg.device)}")
     if result.measured:
         m = Table(title=f"predicted against measured on {cfg.device}")
         for col in ("id", "status", "predicted ms", "refit ms", "measured ms", "error", "within budget"):

@@ -33,11 +33,12 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("configs", nargs="+", help="JSON files or preset names")
     p.set_defaults(func=cmd_validate)
 
-    p = cmds.add_parser("export", help="export a configuration to ONNX and check it against PyTorch")
-    p.add_argument("config", help="a preset or a JSON file")
-    p.add_argument("--onnx", type=Path, required=True, help="output .onnx path")
+    p = cmds.add_parser("export", help="export a configuration to ONNX and/or TFLite and check it against PyTorch")
+    p.add_argument("config", help="a preset, a JSON file, or timm:<name>[@side] (any timm model)")
+    p.add_argument("--onnx", type=Path, help="output .onnx path")
+    p.add_argument("--tflite", type=Path, help="output .tflite path (litert-torch; the optional extra [tflite])")
     p.add_argument("--opset", type=int, default=18)
-    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    p.add_argument("--no-check", action="store_true", help="skip the comparison with PyTorch")
     p.set_defaults(func=cmd_export)
 
     p = cmds.add_parser("size", help="the default ranges and the number of distinct architectures")
@@ -159,23 +160,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import torch
-
-    from search_space import build_model
     from search_space.export import check_onnx, export_onnx
+    from search_space.networks import as_network, load_network
 
-    cfg = load_config(args.config)
-    torch.manual_seed(0)
-    model = build_model(cfg).eval()
-    path = export_onnx(model, args.onnx, opset=args.opset)
+    if args.onnx is None and args.tflite is None:
+        raise ConfigError("--onnx/--tflite", None, "give at least one output file (--onnx F.onnx, --tflite F.tflite)")
+    net = as_network(load_network(args.config))
+    model = net.build(seed=0)
     con = console()
-    con.print(f"wrote {path} (id {cfg.arch_id}, opset {args.opset})")
-    if not args.no_check:
-        chk = check_onnx(model, path)
-        verdict = "ok" if chk.ok else "MISMATCH"
-        con.print(f"onnxruntime vs PyTorch: max |diff| = {chk.max_abs_diff:.2e} ({verdict}, {chk.num_nodes} nodes)")
-        return 0 if chk.ok else 1
-    return 0
+    ok = True
+    if args.onnx is not None:
+        path = export_onnx(model, args.onnx, opset=args.opset, input_shape=net.input_shape)
+        con.print(f"wrote {path} (id {net.arch_id}, opset {args.opset})")
+        if not args.no_check:
+            chk = check_onnx(model, path, input_shape=net.input_shape)
+            con.print(f"onnxruntime vs PyTorch: max |diff| = {chk.max_abs_diff:.2e} "
+                      f"({'ok' if chk.ok else 'MISMATCH'}, {chk.num_nodes} nodes)")
+            ok &= chk.ok
+    if args.tflite is not None:
+        from search_space.tflite import check_tflite, export_tflite
+
+        path = export_tflite(model, args.tflite, input_shape=net.input_shape)
+        con.print(f"wrote {path} (id {net.arch_id}, litert-torch, float32)")
+        if not args.no_check:
+            chk = check_tflite(model, path, input_shape=net.input_shape)
+            con.print(f"LiteRT vs PyTorch: max |diff| = {chk.max_abs_diff:.2e} "
+                      f"({'ok' if chk.ok else 'MISMATCH'}, {chk.num_nodes} operators)")
+            ok &= chk.ok
+    return 0 if ok else 1
 
 
 def cmd_size(args: argparse.Namespace) -> int:

@@ -16,9 +16,9 @@ import torch
 
 from .config import EdgeViTConfig
 from .files import atomic_write
-from .model import EdgeViT, build_model
+from .model import EdgeViT
 
-__all__ = ["DEFAULT_OPSET", "ExportCheck", "export_onnx", "check_onnx"]
+__all__ = ["DEFAULT_OPSET", "ExportCheck", "export_onnx", "check_onnx", "module_and_shape"]
 
 DEFAULT_OPSET = 18
 
@@ -35,26 +35,40 @@ class ExportCheck:
         return self.max_abs_diff <= 1e-4
 
 
-def _as_model(model_or_cfg: EdgeViT | EdgeViTConfig, seed: int = 0) -> EdgeViT:
-    if isinstance(model_or_cfg, EdgeViTConfig):
-        torch.manual_seed(seed)
-        return build_model(model_or_cfg)
-    return model_or_cfg
+def module_and_shape(model_or_net, seed: int = 0, input_shape: tuple[int, ...] | None = None):
+    """The eval-mode module to export and its input shape (batch 1).
+
+    Takes an EdgeViT module, an :class:`EdgeViTConfig`, a :class:`~search_space.networks.Network`
+    (built with random weights from ``seed``: latency does not depend on the values), or any module
+    with ``input_shape`` given.
+    """
+    from .networks import Network, as_network
+
+    if isinstance(model_or_net, EdgeViTConfig) or isinstance(model_or_net, Network):
+        net = as_network(model_or_net)
+        return net.build(seed).eval(), tuple(input_shape or net.input_shape)
+    if input_shape is None:
+        cfg = getattr(model_or_net, "cfg", None)
+        if not isinstance(cfg, EdgeViTConfig):
+            raise ValueError("input_shape: required for a module that is not an EdgeViT")
+        input_shape = (1, 3, cfg.resolution, cfg.resolution)
+    return model_or_net.eval(), tuple(input_shape)
 
 
-def export_onnx(model_or_cfg: EdgeViT | EdgeViTConfig, path: str | os.PathLike, batch_size: int = 1,
-                opset: int = DEFAULT_OPSET, dynamic_batch: bool = False, seed: int = 0) -> Path:
+def export_onnx(model_or_cfg, path: str | os.PathLike, batch_size: int = 1,
+                opset: int = DEFAULT_OPSET, dynamic_batch: bool = False, seed: int = 0,
+                input_shape: tuple[int, ...] | None = None) -> Path:
     """Write ``path`` (input ``image``: float32 NCHW, output ``logits``) and return it.
 
-    A configuration is built with random weights from ``seed`` (latency does not depend on the
-    values). The file is written next to its destination and renamed, so a crash never leaves a
-    truncated model where a measurement could pick it up.
+    ``model_or_cfg``: what :func:`module_and_shape` takes (an EdgeViT module or configuration, a
+    timm network, a block). A configuration is built with random weights from ``seed`` (latency
+    does not depend on the values). The file is written next to its destination and renamed, so a
+    crash never leaves a truncated model where a measurement could pick it up.
     """
     if opset < 17:
         raise ValueError(f"opset={opset}: must be >= 17 (LayerNormalization is native from 17)")
-    model = _as_model(model_or_cfg, seed).eval()
-    res = model.cfg.resolution
-    x = torch.randn(batch_size, 3, res, res)
+    model, shape = module_and_shape(model_or_cfg, seed, input_shape)
+    x = torch.randn(batch_size, *shape[1:])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dynamic = {"image": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
@@ -68,15 +82,15 @@ def export_onnx(model_or_cfg: EdgeViT | EdgeViTConfig, path: str | os.PathLike, 
     return atomic_write(path, write)
 
 
-def check_onnx(model: EdgeViT, path: str | os.PathLike, seed: int = 0) -> ExportCheck:
+def check_onnx(model: EdgeViT, path: str | os.PathLike, seed: int = 0,
+               input_shape: tuple[int, ...] | None = None) -> ExportCheck:
     """Run ``path`` in onnxruntime (CPU) and return the largest absolute difference to ``model``."""
     import onnx
     import onnxruntime as ort
 
-    model = model.eval()
-    res = model.cfg.resolution
+    model, shape = module_and_shape(model, seed, input_shape)
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, 3, res, res, generator=g)
+    x = torch.randn(*shape, generator=g)
     with torch.no_grad():
         ref = model(x).numpy()
     opts = ort.SessionOptions()

@@ -411,3 +411,44 @@ def test_farm_on_a_phone_without_serial_records_why(tmp_path):
 
     m = Farm(MeasurementStore(tmp_path / "m.sqlite")).measure(PRESETS["edgevit_xxs"], get_profile("s21"))
     assert m.status == "failed" and "no adb serial" in m.error
+
+
+def test_a_real_s21_is_measured_as_its_calibration_table_was(phone, tmp_path):
+    """The shipped s21 profile with a serial: benchmark_model on the cached .tflite export, one thread pinned to
+    the A78s (taskset 70), 10 warm-up and 50 timed runs, XNNPACK -- what nn-Meter's profiler ran (issue #14)."""
+    from device_farm import MeasurementStore, get_profile, load_profiles
+    from device_farm.measure import Farm
+    from search_space import PRESETS
+
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(b"\x7fELF" + bytes(4000))
+    users = tmp_path / "devices"
+    users.mkdir()
+    shipped = get_profile("s21").path
+    text = open(shipped).read().replace('serial = ""', f'serial = "{SERIAL}"\nadb = "{phone.adb}"').replace(
+        'benchmark_binary = ""', f'benchmark_binary = "{binary}"')
+    (users / "s21.toml").write_text(text)
+    profile = load_profiles(users)["s21"]
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"))
+    cfg = PRESETS["edgevit_xxs"]
+    # the export cache already holds the model (converting needs the [tflite] extra; the fake phone never reads it)
+    farm.cache_dir.mkdir(parents=True, exist_ok=True)
+    (farm.cache_dir / f"{cfg.arch_id}.tflite").write_bytes(b"TFL3" + bytes(3000))
+    m = farm.measure(cfg, profile)
+    assert m.status == "ok", m.error
+    assert (m.runtime, m.threads, m.repeats) == ("tflite", 1, 50) and m.median_ms == approx(19.236)
+    assert m.env["delegate"] == "xnnpack" and m.env["cores"] == [4, 5, 6]
+    (run,) = phone.shell_calls("taskset")
+    assert run == (f"taskset 70 /data/local/tmp/benchmark_model --graph=/data/local/tmp/{cfg.arch_id}.tflite "
+                   "--num_threads=1 --warmup_runs=10 --warmup_min_secs=0 --num_runs=50 --min_secs=0 "
+                   "--use_xnnpack=true 2>&1")
+    assert farm.store.query(device="s21")[0].median_ms == approx(19.236)
+
+
+def test_the_delegate_of_a_profile_reaches_benchmark_model(phone, tflite_model, bench):
+    off = AdbBenchmark(bench.binary_local, tool="tflite", use_xnnpack=False)
+    default = AdbBenchmark(bench.binary_local, tool="tflite", use_xnnpack=None)
+    measure_on_phone(phone.device(), tflite_model, off)
+    measure_on_phone(phone.device(), tflite_model, default)
+    first, second = phone.shell_calls("taskset")
+    assert "--use_xnnpack=false" in first and "use_xnnpack" not in second

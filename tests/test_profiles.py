@@ -9,7 +9,11 @@ from device_farm import ProfileError, get_profile, load_profiles
 
 def test_builtin_devices_are_host_and_three_phones():
     profiles = load_profiles()
-    assert {"host", "s21", "pixel4", "pixel1"} <= set(profiles)
+    assert {"host", "host-litert", "host-litert-noxnn", "s21", "pixel4", "pixel1"} <= set(profiles)
+    for pid, delegate in (("host-litert", "xnnpack"), ("host-litert-noxnn", "none")):
+        p = profiles[pid]
+        assert (p.backend, p.runtime, p.threads, p.delegate, p.model_suffix) == ("litert", "tflite", 1, delegate, ".tflite")
+        assert p.is_local
     host = profiles["host"]
     assert host.backend == "onnxruntime" and host.threads == 1 and host.is_local
     s21 = profiles["s21"]
@@ -40,7 +44,9 @@ def test_user_profile_adds_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("body,words", [
-    ('id = "x"\nname = "x"\nbackend = "tpu"\nruntime = "r"\n', "backend='tpu': allowed: onnxruntime, onnxruntime-cuda, adb"),
+    ('id = "x"\nname = "x"\nbackend = "tpu"\nruntime = "r"\n', "backend='tpu': allowed: onnxruntime, onnxruntime-cuda, litert, adb"),
+    ('id = "x"\nname = "x"\nbackend = "adb"\nruntime = "tflite"\ndelegate = "gpu"\n', "delegate='gpu': allowed: xnnpack, none"),
+    ('id = "x"\nname = "x"\nbackend = "litert"\nruntime = "onnxruntime"\n', "the litert backend runs tflite"),
     ('id = "x"\nname = "x"\nbackend = "adb"\nruntime = "r"\ncolour = 1\n', "unknown field 'colour'"),
     ('id = "x"\nbackend = "adb"\nruntime = "r"\n', "field 'name' is required"),
     ('id = "x"\nname = "x"\nbackend = "adb"\nruntime = "r"\nthreads = 0\n', "threads=0"),
@@ -54,5 +60,23 @@ def test_bad_profile_gets_one_line_error(tmp_path, body, words):
 
 
 def test_unknown_device_lists_the_known_ones():
-    with pytest.raises(ProfileError, match="device='s22': unknown; known devices: host, pixel1, pixel4, s21"):
+    with pytest.raises(ProfileError, match="device='s22': unknown; known devices: host, host-litert, host-litert-noxnn, pixel1, pixel4, s21"):
         get_profile("s22")
+
+
+@pytest.mark.parametrize("device", ["s21", "pixel4", "pixel1"])
+def test_a_phone_says_what_its_figures_mean(device):
+    """Runtime, threads, cores and delegate of the calibration data, with the evidence (issue #14)."""
+    p = get_profile(device)
+    for fact in ("runtime", "threads", "cores", "delegate", "precision", "evidence"):
+        assert p.calibration.get(fact), fact
+    assert p.calibration["threads"] == "1" and "tflite_profiler.py" in p.calibration["evidence"]
+    line = p.calibration_summary()
+    assert "benchmark_model" in line and "threads 1" in line and "\n" not in line
+    assert p.runtime == "tflite" and p.threads == 1 and p.delegate == "xnnpack"
+
+
+def test_s21_is_measured_on_the_cores_its_table_was():
+    s21 = get_profile("s21")
+    assert s21.pin_cores == (4, 5, 6)  # taskset 70: the Cortex-A78s of a Snapdragon 888
+    assert "taskset 70" in s21.calibration["cores"] and "A78" in s21.calibration["cores"]

@@ -51,13 +51,17 @@ from typing import Any
 
 from .blocks import NNMETER_HEAD_DIM, BlockSpec, Work, block_work, format_number, op_work
 
-__all__ = ["PROVENANCES", "RATE", "HEADS_TOLERANCE", "MappedPart", "map_candidate"]
+__all__ = ["PROVENANCES", "RATE", "HEADS_TOLERANCE", "MAPPINGS", "DEFAULT_MAPPING", "MappedPart", "map_candidate"]
 
 PROVENANCES: tuple[str, ...] = ("direct", "approximate", "transferred")
 #: ``block_type`` of transferred parts: the per-phone rate model, not a measured block type.
 RATE = "rate"
 #: A head count within this relative distance of nn-Meter's C/16 counts as matching (direct).
 HEADS_TOLERANCE = 0.25
+#: Versions of the mapping: ``v1`` is the mapping of issue #4 described above; later versions
+#: change it where a measured check showed it wrong (``bench/phone_validation.py`` prints both).
+MAPPINGS: tuple[str, ...] = ("v1",)
+DEFAULT_MAPPING = "v1"
 
 
 @dataclass(frozen=True)
@@ -93,11 +97,14 @@ def _sum_work(ops) -> Work:
     return w
 
 
-def map_candidate(cfg) -> list[MappedPart]:
+def map_candidate(cfg, mapping: str = DEFAULT_MAPPING) -> list[MappedPart]:
     """Cut every half-block of ``cfg`` into parts mapped onto nn-Meter block types (see the module doc).
 
     Every operator of :func:`search_space.operators` is listed in exactly one part's ``ops``.
+    ``mapping``: one of :data:`MAPPINGS`.
     """
+    if mapping not in MAPPINGS:
+        raise ValueError(f"mapping={mapping!r}: allowed: {', '.join(MAPPINGS)}")
     from search_space import operators
     from search_space.config import STAGE_STRIDES
 

@@ -33,7 +33,7 @@ from search_space.files import FileFormatError, read_json, write_json
 from ...base import LatencyEstimator, ModelFileError, check_configs, check_targets, fitted, register, state_number
 from ...metrics import regression_metrics
 from .blocks import BLOCK_TYPES, IGNORED_KEYS, BlockSpec, block_work, format_number, parse_key
-from .mapping import PROVENANCES, map_candidate
+from .mapping import DEFAULT_MAPPING, PROVENANCES, map_candidate
 from .regressors import EXTRAPOLATION_SPLITS, BlockRegressor, RateModel, extrapolation_split, feature_value, random_split
 from .tables import check_device, load_table
 
@@ -106,7 +106,7 @@ class PhoneLatencyPredictor(LatencyEstimator):
 
     def __init__(self, device_id: str = "s21", model: str = "auto", test_size: float = 0.2, random_state: int = 0,
                  extrapolation: bool = True, refit_full: bool = True, block_types: Sequence[str] = BLOCK_TYPES,
-                 n_estimators: int = 150):
+                 n_estimators: int = 150, mapping: str = DEFAULT_MAPPING):
         self.device_id = device_id
         self.model = model
         self.test_size = test_size
@@ -115,6 +115,7 @@ class PhoneLatencyPredictor(LatencyEstimator):
         self.refit_full = refit_full
         self.block_types = block_types
         self.n_estimators = n_estimators
+        self.mapping = mapping
 
     def _reg(self, btype: str, model: str) -> BlockRegressor:
         return BlockRegressor(btype, model=model, random_state=self.random_state, n_estimators=self.n_estimators)
@@ -263,7 +264,7 @@ class PhoneLatencyPredictor(LatencyEstimator):
         parts of all configurations."""
         fitted(self)
         cfgs = check_configs(cfgs)
-        mapped = [map_candidate(c) for c in cfgs]
+        mapped = [map_candidate(c, self.mapping) for c in cfgs]
         flat = [(ci, p) for ci, parts in enumerate(mapped) for p in parts]
         queries = [p.spec for _, p in flat if p.spec is not None]
         block_ms = iter(self.predict_blocks(queries)) if queries else iter(())

@@ -1,0 +1,305 @@
+"""Table: the phone model checked end to end where it can be, on a device of our own (LiteRT on this CPU).
+
+The s21 model is nn-Meter's block table (TFLite on a phone) fitted by per-type regressors, EdgeViT
+cut into parts mapped onto those blocks, and the parts summed. No phone is reachable here, but the
+same chain runs on this CPU: nn-Meter's block types (same keys, same shapes, built as the tables
+describe them: predictors/latency/phone/torch_blocks.py) are measured with LiteRT through the farm,
+the project's phone predictor is fitted on that table exactly as on s21's
+(``PhoneLatencyPredictor(device).fit(keys, ms)``), and its whole-network predictions are compared
+with whole networks measured on the same device by the same protocol.
+
+Printed:
+
+1. the block table: keys per type, the per-call overhead subtracted, failures;
+2. the block regressors' held-out random 20 % per type (as bench/phone_blocks.py prints for phones);
+3. whole networks (the three presets, ``--random`` draws of the default space, and ``--held-out``
+   constructor-like networks of search_space.held_out, drawn differently), per mapping version:
+   the median measured/predicted ratio, then after one scalar rescale (the median ratio) the share
+   within 10 % and 5 %, Kendall tau and Spearman rho; beside it MACs with one scalar, and a linear fit
+   on MACs and params by 5-fold cross-validation on the measured networks (which the block model
+   never sees);
+4. where the error sits: the mean share of the prediction from direct / approximate / transferred
+   parts, and non-negative least squares of the measured latency on each group's predicted time
+   (a coefficient of 1 means that group is right on average; 1.5 that it is 1.5x too low);
+5. the presets: measured, predicted, shares;
+6. part by part (``--parts``: the presets and that many random networks): every half-block measured
+   on its own (``search_space.networks.HalfBlockNetwork``, overhead subtracted; the blocks of a stage
+   are identical, so the first of each kind stands for the others) against its predicted time, summed
+   by kind (stem, patch embedding, LocalAgg, attention half with r > 1 and r = 1, head), and the sum
+   of the parts against the whole network.
+
+Run: ``python bench/phone_validation.py --device host-litert`` (needs the [tflite] extra; resumes
+from the store: measured blocks and networks are not measured again). Writes
+bench/results/phone_validation.json and the table bench/results/<device>_blocks.json.gz.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import nnls
+from scipy.stats import kendalltau, spearmanr
+from sklearn.linear_model import LinearRegression
+from sklearn.model_selection import KFold
+
+from benchlib import RESULTS, setup, write_result
+
+setup()
+import search_space as ss  # noqa: E402
+from device_farm import MeasurementStore, get_profile  # noqa: E402
+from device_farm.measure import Farm  # noqa: E402
+from predictors.latency.phone import PROVENANCES, PhoneLatencyPredictor, load_table  # noqa: E402
+from predictors.latency.phone.device_table import (DEFAULT_PER_TYPE, latency_of,  # noqa: E402
+                                                   measure_block_table, stratified_keys, write_table)
+from predictors.latency.phone.mapping import MAPPINGS  # noqa: E402
+from search_space.held_out import HELD_OUT_SEED, official_like  # noqa: E402
+from search_space.networks import HalfBlockNetwork, half_blocks  # noqa: E402
+
+
+def stored(farm, profile, net, version: str):
+    """The latest ok-or-disturbed row of ``net`` on ``profile`` in the store (a rerun resumes), or None."""
+    rows = [r for r in farm.store.query(device=profile.id, arch_id=net.arch_id, runtime_version=version,
+                                        threads=profile.threads) if r.status in ("ok", "disturbed")]
+    return rows[-1] if rows else None
+
+
+def measure_once(farm, profile, net):
+    """One measurement (the protocol itself runs up to four sessions before it calls one disturbed)."""
+    return farm.measure(net, profile)
+
+
+def networks(n_random: int, n_held: int, seed: int) -> list[tuple[str, ss.EdgeViTConfig]]:
+    out = [("preset", ss.PRESETS[k]) for k in ("edgevit_xxs", "edgevit_xs", "edgevit_s")]
+    out += [("random", c) for c in ss.DEFAULT_SPACE.sample_random(n_random, seed=seed)]
+    out += [("held_out", c) for c in official_like(n_held, HELD_OUT_SEED)]
+    seen, uniq = set(), []
+    for s, c in out:
+        if c.arch_id not in seen:
+            seen.add(c.arch_id)
+            uniq.append((s, c))
+    return uniq
+
+
+def rescaled(meas: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Figures after one scalar rescale (the median ratio; a rank needs none)."""
+    ratio = meas / pred
+    s = float(np.median(ratio))
+    rel = np.abs(s * pred / meas - 1)
+    return {"n": int(len(meas)), "median_ratio": s, "within_10": float(np.mean(rel <= 0.10)),
+            "within_5": float(np.mean(rel <= 0.05)), "kendall_tau": float(kendalltau(meas, pred)[0]),
+            "spearman": float(spearmanr(meas, pred)[0]), "rms_log": float(np.sqrt(np.mean(np.log(s * pred / meas) ** 2))),
+            "max_rel": float(rel.max())}
+
+
+def linear_cv(meas: np.ndarray, X: np.ndarray, seed: int = 0) -> dict[str, float]:
+    pred = np.zeros_like(meas)
+    for tr, te in KFold(min(5, len(meas)), shuffle=True, random_state=seed).split(X):
+        pred[te] = LinearRegression().fit(X[tr], meas[tr]).predict(X[te])
+    pred = np.maximum(pred, 1e-3)
+    rel = np.abs(pred / meas - 1)
+    return {"n": int(len(meas)), "within_10": float(np.mean(rel <= 0.10)), "within_5": float(np.mean(rel <= 0.05)),
+            "kendall_tau": float(kendalltau(meas, pred)[0]), "spearman": float(spearmanr(meas, pred)[0])}
+
+
+def attribution(meas: np.ndarray, parts: list) -> dict:
+    """Shares of the prediction by provenance, and NNLS coefficients of measured on each group's time."""
+    prov = np.array([[sum(x.ms for x in p.parts if x.provenance == k) for k in PROVENANCES] for p in parts])
+    share = (prov / prov.sum(axis=1, keepdims=True)).mean(axis=0)
+    c_prov, _ = nnls(prov / meas[:, None], np.ones(len(meas)))
+    groups = sorted({(x.block_type, x.provenance) for p in parts for x in p.parts})
+    G = np.array([[sum(x.ms for x in p.parts if (x.block_type, x.provenance) == g) for g in groups] for p in parts])
+    c_grp, _ = nnls(G / meas[:, None], np.ones(len(meas)))
+    gshare = (G / G.sum(axis=1, keepdims=True)).mean(axis=0)
+    return {"share": dict(zip(PROVENANCES, share.tolist())), "nnls_by_provenance": dict(zip(PROVENANCES, c_prov.tolist())),
+            "groups": [{"block_type": g[0], "provenance": g[1], "share": float(s), "nnls": float(c)}
+                       for g, s, c in zip(groups, gshare, c_grp)]}
+
+
+def part_kind(cfg: ss.EdgeViTConfig, hb: str) -> str:
+    if hb == "head":
+        return "head"
+    i = int(hb.split(".")[1])
+    if hb.endswith("downsample"):
+        return "stem" if i == 0 else "patch_embed"
+    if hb.endswith("local_agg"):
+        return "local_agg"
+    return "attn_r1" if cfg.stages[i].sr_ratio == 1 else "attn_r>1"
+
+
+def measure_parts(farm, profile, cfg: ss.EdgeViTConfig, overhead: float, version: str) -> dict[str, float]:
+    """Measured ms of every half-block of ``cfg``: the first of each (stage, kind) measured, the rest copied."""
+    out: dict[str, float] = {}
+    first: dict[tuple[str, str], str] = {}
+    for hb in half_blocks(cfg):
+        parts = hb.split(".")
+        key = (parts[1], parts[-1]) if hb.startswith("stages") and "blocks" in hb else (hb, "")
+        if key in first:
+            out[hb] = out[first[key]]
+            continue
+        first[key] = hb
+        net = HalfBlockNetwork(cfg, hb)
+        m = stored(farm, profile, net, version) or measure_once(farm, profile, net)
+        ms, _ = latency_of(m, farm)
+        if ms is None:
+            raise RuntimeError(f"{cfg.arch_id} {hb}: {m.status} {m.error}")
+        out[hb] = max(ms - overhead, 0.25 * ms)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="host-litert")
+    ap.add_argument("--store", type=Path, default=Path("runs/farm/measurements.sqlite"))
+    ap.add_argument("--per-type", type=int, default=40, help="keys per large block type (conv, transds, transattn, transffn)")
+    ap.add_argument("--small", type=int, default=12, help="keys of firstconv and of mbpool")
+    ap.add_argument("--random", type=int, default=60)
+    ap.add_argument("--held-out", type=int, default=9)
+    ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--mappings", nargs="+", default=list(MAPPINGS))
+    ap.add_argument("--parts", type=int, default=2, help="random networks measured half-block by half-block (besides "
+                                                          "the presets; -1: no part-by-part check)")
+    args = ap.parse_args()
+
+    profile = get_profile(args.device)
+    farm = Farm(MeasurementStore(args.store))
+    t0 = time.perf_counter()
+    per_type = {t: (args.small if t in ("firstconv", "mbpool") else args.per_type) for t in DEFAULT_PER_TYPE}
+    keys = stratified_keys(list(load_table("s21")), per_type, seed=0)
+
+    def progress(key, m, i, n):
+        if i % 25 == 0 or m.status != "ok":
+            print(f"  block {i}/{n} {key}: {m.status} {m.latency_ms if m.status == 'ok' else m.error}", flush=True)
+
+    table, info = measure_block_table(farm, profile, keys, on_result=progress)
+    table_path = write_table(RESULTS / f"{args.device}_blocks.json.gz", table)
+    t_blocks = time.perf_counter() - t0
+    counts = {}
+    for k in table:
+        counts[k.split("_", 1)[0]] = counts.get(k.split("_", 1)[0], 0) + 1
+    print(f"\n[1] block table of {args.device}: {len(table)} blocks {counts}; per-call overhead "
+          f"{info['overhead_ms'] * 1e3:.1f} us subtracted; {len(info['disturbed'])} disturbed (candle-normalised value "
+          f"used), {len(info['failed'])} failed; wrote {table_path}")
+    for k, why in info["failed"].items():
+        print(f"    failed {k}: {why}")
+
+    results: dict = {"device": args.device, "profile": profile.calibration_summary(), "table": {
+        "n": len(table), "per_type": counts, "overhead_ms": info["overhead_ms"], "failed": info["failed"],
+        "disturbed": info["disturbed"],
+        "runtime_version": info["runtime_version"], "path": str(table_path.relative_to(RESULTS.parent.parent))}}
+
+    nets = networks(args.random, args.held_out, args.seed)
+    meas, kept, sets, clean = [], [], [], []
+    for i, (s, cfg) in enumerate(nets):
+        m = stored(farm, profile, cfg, info["runtime_version"]) or measure_once(farm, profile, cfg)
+        ms, ok = latency_of(m, farm)
+        if ms is None:
+            print(f"  network {cfg.arch_id} ({s}): {m.status} {m.error}")
+            continue
+        meas.append(ms)
+        kept.append(cfg)
+        sets.append(s)
+        clean.append(ok)
+        if (i + 1) % 10 == 0:
+            print(f"  networks {i + 1}/{len(nets)}", flush=True)
+    meas = np.array(meas)
+    sets = np.array(sets)
+    macs = np.array([ss.cost(c).macs for c in kept], float)
+    params = np.array([ss.cost(c).params for c in kept], float)
+    print(f"\n[3] {len(kept)} networks measured on {args.device} ({', '.join(f'{k} {int(np.sum(sets == k))}' for k in ('preset', 'random', 'held_out'))}),"
+          f" {meas.min():.1f}-{meas.max():.1f} ms; {len(clean) - sum(clean)} of them disturbed (candle-normalised value used)")
+    header = f"  {'predictor':<28} {'set':<9} {'n':>3} {'ratio':>6} {'<=10%':>6} {'<=5%':>6} {'tau':>6} {'rho':>6}"
+    print(header)
+    results["networks"] = {"n": len(kept), "latency_ms": meas.tolist(), "sets": sets.tolist(),
+                           "arch_ids": [c.arch_id for c in kept], "clean": clean}
+    results["baselines"] = {"macs": rescaled(meas, macs), "linear_macs_params_cv5": linear_cv(meas, np.c_[macs, params])}
+    results["mappings"] = {}
+
+    def row(label, r, subset="all"):
+        ratio = f"{r['median_ratio']:.3f}" if "median_ratio" in r else "-"
+        print(f"  {label:<28} {subset:<9} {r['n']:>3} {ratio:>6} {r['within_10']:>6.1%} {r['within_5']:>6.1%} "
+              f"{r['kendall_tau']:>6.3f} {r['spearman']:>6.3f}")
+
+    fits = {}
+    for mapping in args.mappings:
+        t1 = time.perf_counter()
+        pred = PhoneLatencyPredictor(args.device, mapping=mapping).fit(list(table), list(table.values()))
+        fits[mapping] = time.perf_counter() - t1
+        parts = pred.predict_parts(kept)
+        p = np.array([x.total_ms for x in parts])
+        entry = {"all": rescaled(meas, p), "attribution": attribution(meas, parts), "predicted_ms": p.tolist(),
+                 "heldout_blocks": {t: h["model"] for t, h in pred.heldout_.items()}, "fit_seconds": fits[mapping]}
+        for s in ("random", "held_out"):
+            idx = sets == s
+            entry[s] = rescaled(meas[idx], p[idx])
+        cl = np.array(clean)
+        if cl.sum() >= 3:
+            entry["clean_only"] = rescaled(meas[cl], p[cl])
+        results["mappings"][mapping] = entry
+        row(f"phone model, mapping {mapping}", entry["all"])
+        for s in ("random", "held_out", "clean_only"):
+            if s in entry:
+                row("", entry[s], s)
+    row("MACs (one scalar)", results["baselines"]["macs"])
+    row("linear MACs+params (CV)", results["baselines"]["linear_macs_params_cv5"])
+    print("  ratio: median measured / predicted (the one scalar); <=10 %, <=5 %: after it; tau, rho: ranks")
+
+    print("\n[2] block regressors on this device's table, held-out random 20 % (within 10 % / tau)")
+    first = results["mappings"][args.mappings[0]]["heldout_blocks"]
+    for t, m in first.items():
+        print(f"  {t:<10} n={m['n']:>3} within 10 % {m['within_10']:.1%}  tau {m['kendall_tau']:.3f}")
+
+    print("\n[4] where the error sits (share of the prediction; NNLS coefficient: measured ~ sum of c x part)")
+    for mapping in args.mappings:
+        a = results["mappings"][mapping]["attribution"]
+        print(f"  mapping {mapping}: " + ", ".join(f"{k} {a['share'][k]:.2f} (c={a['nnls_by_provenance'][k]:.2f})"
+                                               for k in PROVENANCES))
+        for g in a["groups"]:
+            print(f"      {g['block_type']:<10} {g['provenance']:<12} share {g['share']:.3f}  c={g['nnls']:.2f}")
+
+    print("\n[5] presets (224x224): measured vs predicted")
+    for mapping in args.mappings:
+        p = np.array(results["mappings"][mapping]["predicted_ms"])
+        s = results["mappings"][mapping]["all"]["median_ratio"]
+        for name in ("edgevit_xxs", "edgevit_xs", "edgevit_s"):
+            i = next(j for j, c in enumerate(kept) if c.arch_id == ss.PRESETS[name].arch_id)
+            print(f"  {mapping:<4} {name:<12} measured {meas[i]:7.2f} ms  predicted {p[i]:7.2f} ms  rescaled "
+                  f"{s * p[i]:7.2f} ms ({s * p[i] / meas[i] - 1:+.1%})")
+    if args.parts >= 0:
+        chosen = [c for s_, c in zip(sets, kept) if s_ == "preset"] + [c for s_, c in zip(sets, kept) if s_ == "random"][:args.parts]
+        print(f"\n[6] part by part on {len(chosen)} networks: measured half-blocks against predicted (ms, summed by kind)")
+        kinds = ("stem", "patch_embed", "local_agg", "attn_r>1", "attn_r1", "head")
+        measured_parts = {c.arch_id: measure_parts(farm, profile, c, info["overhead_ms"], info["runtime_version"])
+                          for c in chosen}
+        results["parts"] = {"arch_ids": [c.arch_id for c in chosen], "measured": measured_parts, "mappings": {}}
+        whole = {c.arch_id: meas[kept.index(c)] for c in chosen}
+        for mapping in args.mappings:
+            pred = PhoneLatencyPredictor(args.device, mapping=mapping).fit(list(table), list(table.values()))
+            s_ = results["mappings"][mapping]["all"]["median_ratio"]
+            per_kind = {k: [0.0, 0.0] for k in kinds}
+            rows_ = []
+            for c in chosen:
+                hb_pred = pred.predict_parts([c])[0].half_blocks()
+                for hb, ms in measured_parts[c.arch_id].items():
+                    k = part_kind(c, hb)
+                    per_kind[k][0] += ms
+                    per_kind[k][1] += hb_pred.get(hb, 0.0)
+                rows_.append({"arch_id": c.arch_id, "whole_ms": whole[c.arch_id],
+                              "sum_parts_ms": sum(measured_parts[c.arch_id].values()),
+                              "predicted_ms": sum(hb_pred.values())})
+            results["parts"]["mappings"][mapping] = {"per_kind": per_kind, "networks": rows_}
+            print(f"  mapping {mapping} (predicted x {s_:.3f}, the network-level scalar)")
+            print(f"    {'kind':<12} {'measured':>9} {'predicted':>9} {'pred/meas':>9}")
+            for k, (mm, pp) in per_kind.items():
+                if mm > 0:
+                    print(f"    {k:<12} {mm:>9.2f} {pp * s_:>9.2f} {pp * s_ / mm:>9.3f}")
+        for r in results["parts"]["mappings"][args.mappings[0]]["networks"]:
+            print(f"  {r['arch_id']}: whole {r['whole_ms']:.2f} ms, sum of its measured half-blocks {r['sum_parts_ms']:.2f} ms "
+                  f"({r['sum_parts_ms'] / r['whole_ms'] - 1:+.1%})")
+    results["seconds"] = {"blocks": t_blocks, "total": time.perf_counter() - t0, "fit": fits}
+    write_result("phone_validation", results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""nn-Meter's blocks as a device measures them: PyTorch blocks counted as the tables count them, the
+stratified key choice, and a new phone's table from <= 20 measured blocks (issue #14)."""
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from predictors.latency.phone import BLOCK_TYPES, block_work, load_table, parse_key
+from predictors.latency.phone.device_table import stratified_keys
+from predictors.latency.phone.torch_blocks import BlockNetwork, NullNetwork, block_input_shape
+from predictors.latency.phone.transfer import DEFAULT_QUOTA, TRANSFER_METHODS, BlockTransfer, choose_blocks, transfer_table
+
+KEYS = ["firstconv_224_3_16_2_3", "conv_56_24_24_4_1_hard_swish_5_nose", "conv_48_16_32_6_2_hard_swish_3_se",
+        "transds_28_32_64_2_4", "transattn_14_96_hard_swish_2_ln", "transffn_14_96_3_hard_swish_ln",
+        "mbpool_7_160_1984_6_hard_swish"]
+
+
+@pytest.fixture(scope="module")
+def s21_keys():
+    return sorted(load_table("s21"))
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_torch_block_does_the_work_the_table_counts(key):
+    """MACs of the PyTorch block (torch's own count) equal the block's counted MACs: the same layers."""
+    net = BlockNetwork(key)
+    model = net.build()
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        y = model(torch.randn(*net.input_shape))
+    assert fc.get_total_flops() // 2 == pytest.approx(block_work(parse_key(key)).macs, rel=1e-9)
+    s = parse_key(key)
+    if s.type in ("transattn", "transffn"):
+        assert y.shape == (1, s.hw * s.hw, s.cout)
+    elif s.type in ("firstconv", "conv"):
+        o = -(-s.hw // s.stride)
+        assert y.shape == (1, o, o, s.cout)
+    assert net.arch_id == BlockNetwork(key).arch_id and net.config_dict() is None
+    assert block_input_shape(key) == net.input_shape
+
+
+def test_null_network_is_one_add():
+    net = NullNetwork()
+    assert net.build()(torch.zeros(net.input_shape)).eq(1).all()
+
+
+def test_stratified_keys_cover_every_side_of_every_type(s21_keys):
+    keys = stratified_keys(s21_keys, {"firstconv": 12, "conv": 30, "transattn": 30}, seed=0)
+    assert keys == stratified_keys(s21_keys, {"firstconv": 12, "conv": 30, "transattn": 30}, seed=0)
+    types = [k.split("_", 1)[0] for k in keys]
+    assert types.count("firstconv") == 12 and types.count("conv") == 30 and types.count("transattn") == 30
+    for t in ("conv", "transattn"):
+        sides_all = {parse_key(k).hw for k in s21_keys if k.startswith(t + "_")}
+        sides = {parse_key(k).hw for k in keys if k.startswith(t + "_")}
+        assert sides == sides_all  # round-robin over sides: each appears when the quota allows
+
+
+def test_twenty_blocks_are_chosen_by_type_from_shapes_alone(s21_keys):
+    chosen = choose_blocks(s21_keys)
+    assert len(chosen) == sum(DEFAULT_QUOTA.values()) == 20 and len(set(chosen)) == 20
+    assert chosen == choose_blocks(list(reversed(s21_keys)))
+    for t in BLOCK_TYPES:
+        assert sum(k.startswith(t + "_") for k in chosen) == DEFAULT_QUOTA[t]
+
+
+def test_a_phone_twice_as_slow_is_recovered_exactly(s21_keys):
+    src = load_table("s21")
+    new = {k: 2.0 * v for k, v in src.items()}
+    chosen = choose_blocks(s21_keys)
+    for method in ("global", "type_scale", "type_affine", "shared"):
+        tr = BlockTransfer(method).fit([src], {k: new[k] for k in chosen})
+        pred = tr.predict([src], s21_keys[:500])
+        assert np.allclose(pred, [new[k] for k in s21_keys[:500]], rtol=1e-9), method
+    table = transfer_table([src, src], {k: new[k] for k in chosen})
+    assert set(table) == set(s21_keys) and table[chosen[0]] == new[chosen[0]]
+    with pytest.raises(ValueError, match="allowed: " + ", ".join(TRANSFER_METHODS)):
+        BlockTransfer("nearest")
+
+
+def test_leave_one_phone_out_beats_one_scale_and_macs(s21_keys):
+    """Pixel 1 held out, s21 and pixel4 as sources (bench/phone_transfer.py prints all three folds)."""
+    tables = {p: load_table(p) for p in ("s21", "pixel4", "pixel1")}
+    chosen = choose_blocks(s21_keys)
+    rest = [k for k in s21_keys if k not in set(chosen)]
+    y = np.array([tables["pixel1"][k] for k in rest])
+    share = {}
+    for method in ("shared", "global", "macs"):
+        tr = BlockTransfer(method).fit([tables["s21"], tables["pixel4"]], {k: tables["pixel1"][k] for k in chosen})
+        share[method] = np.mean(np.abs(tr.predict([tables["s21"], tables["pixel4"]], rest) / y - 1) <= 0.10)
+    assert share["shared"] >= 0.95 and share["shared"] > share["global"] + 0.1 and share["shared"] > share["macs"] + 0.5
