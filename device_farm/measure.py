@@ -203,7 +203,7 @@ class Farm:
         saved = self.protocol  # one session per anchor: their median over several anchors is what counts
         self.protocol = dataclasses.replace(saved, sessions=1, max_sessions=1, profile_ops=False)
         try:
-            results = [(cfg, self._measure_local(cfg, profile, None)) for cfg in anchors]
+            results = [(cfg, self._measure_local(as_network(cfg), profile, None)) for cfg in anchors]
         finally:
             self.protocol = saved
         for cfg, m in results:

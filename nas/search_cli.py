@@ -16,13 +16,13 @@ __all__ = ["register"]
 
 #: Flags a resumed run takes from its stored settings; only --trials and --workers may change.
 _FIXED_ON_RESUME = ("device", "budget_ms", "budget_mj", "objectives", "sampler", "seed", "ray_address", "no_ray",
-                    "storage", "study", "run_id", "out", "measure", "store", "proxies", "predictors", "no_presets")
+                    "storage", "study", "run_id", "out", "measure", "store", "proxies", "predictors", "no_presets", "mode")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``search`` and ``family``; defaults are applied later so that --resume can spot conflicts."""
     p.add_argument("--device", help="device id (nas farm devices lists them); required unless --resume")
-    p.add_argument("--sampler", help="nsga2 (default), tpe, gp or random")
+    p.add_argument("--sampler", help="auto (default: tpe up to 300 trials, nsga2 beyond), nsga2, tpe, gp or random")
     p.add_argument("--trials", type=int, help="trials in all (search default 200, family 300)")
     p.add_argument("--seed", type=int, help="sampler seed (default 0): the same seed and --workers give the same trials")
     p.add_argument("--workers", type=int, help="candidates scored in parallel per round (default: the Ray cluster's CPUs)")
@@ -43,6 +43,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-ms", type=float, help="latency budget (constraint) in ms")
     p.add_argument("--budget-mj", type=float, help="energy budget (constraint) in mJ; needs the device's energy model")
     p.add_argument("--objectives", help="accuracy,latency (default) or accuracy,latency,energy")
+    p.add_argument("--mode", choices=("front", "budget"),
+                   help="front (default): every objective at once, budgets as constraints; budget: the score "
+                        "alone, budgets as constraints (bench/RESULTS.md: front found the better model)")
     p.add_argument("--storage", help="Optuna storage URL (default: the run's journal.log); postgresql://... to share a study")
     p.add_argument("--study", help="study name in --storage (default: the run id); the same name shares a study")
     p.add_argument("--measure", type=int, metavar="K", help="measure the K best candidates on the device and refit")
@@ -195,7 +198,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         cfg = SearchConfig(device=args.device, budget_ms=args.budget_ms, budget_mj=args.budget_mj,
                            objectives=objectives, n_trials=args.trials if args.trials is not None else 200,
                            storage=args.storage, study_name=args.study, measure_top_k=args.measure or 0,
-                           store=str(args.store) if args.store else None, seed_presets=not args.no_presets, **fields)
+                           store=str(args.store) if args.store else None, seed_presets=not args.no_presets,
+                           mode=args.mode or "front", **fields)
         cfg.validate()
         run_dir = (args.out or Path("runs")) / (args.run_id or new_run_id(cfg))
         cfg = dataclasses.replace(cfg, run_dir=str(run_dir))

@@ -62,6 +62,26 @@ def host_root(tmp_path_factory, host_store) -> Path:
     return root
 
 
+HOST_V2 = Path(__file__).parent / "data" / "host_v2.csv"
+HOST_V2_OPS = Path(__file__).parent / "data" / "host_v2_op_profiles.csv.gz"
+
+
+@pytest.fixture(scope="session")
+def host_ops(tmp_path_factory):
+    """Real host measurements with onnxruntime's per-operator profiles (the second host data set):
+    ``(cfgs, y, profiles)`` of the sampled candidates, for the estimators that learn from profiles."""
+    from device_farm import MeasurementStore
+    from device_farm.store import import_op_profiles
+    from predictors.latency import dataset
+    from predictors.latency.training import profiles_of
+
+    store = MeasurementStore(tmp_path_factory.mktemp("ops") / "m.sqlite")
+    store.import_csv(HOST_V2)
+    import_op_profiles(store, HOST_V2_OPS)
+    cfgs, y, rows = dataset(store, "host")
+    return cfgs, y, profiles_of(store, rows)
+
+
 SHAPES = ("circle", "cross", "square", "triangle")
 N_TRAIN, N_VAL = 80, 20  # per class: 320 training and 80 validation images
 

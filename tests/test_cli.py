@@ -89,7 +89,7 @@ def test_farm_devices_lists_builtins_and_counts(tmp_path):
     store = tmp_path / "m.sqlite"
     nas("farm", "import", str(Path(__file__).parent / "data" / "host_measurements.csv"), "--store", str(store))
     out = nas("farm", "devices", "--store", str(store)).stdout
-    assert "host" in out and "s21" in out and "287" in out and "no adb serial" in out
+    assert "host" in out and "s21" in out and "287" in out and "no (no adb" in out and "host-litert" in out
 
 
 def test_proxy_score_prints_each_proxy_and_rejects_unknown_names():

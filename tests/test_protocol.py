@@ -32,10 +32,14 @@ def host():
 
 
 @pytest.fixture(scope="module")
-def fitted(host):
+def fitted(host, host_ops):
     """One fitted estimator of every registered kind."""
     cfgs, y = host
-    out = {k: cls(n_folds_sigma=3).fit(cfgs[:60], y[:60]) for k, cls in METHODS.items()}
+    out = {k: cls(n_folds_sigma=3).fit(cfgs[:60], y[:60]) for k, cls in METHODS.items()
+           if not getattr(cls, "needs_profiles", False)}
+    op_cfgs, op_y, profiles = host_ops  # the operator model learns from onnxruntime's per-operator times
+    out.update({k: cls(n_folds_sigma=3).fit(op_cfgs[:60], op_y[:60], profiles=profiles[:60])
+                for k, cls in METHODS.items() if getattr(cls, "needs_profiles", False)})
     keys, ms = table_blocks("s21")
     types = ("firstconv", "conv", "transattn", "transffn")  # what the EdgeViT mapping queries
     rows = [i for t in types for i in [j for j, k in enumerate(keys) if k.startswith(t + "_")][:120]]
@@ -77,11 +81,15 @@ def test_every_kind_round_trips_through_json_with_identical_predictions(fitted, 
         assert isinstance(back.describe(), str) and "\n" not in back.describe()
 
 
-def test_fit_returns_self_and_clone_keeps_parameters_only(fitted, host):
+def test_fit_returns_self_and_clone_keeps_parameters_only(fitted, host, host_ops):
     cfgs, y = host
+    op_cfgs, op_y, profiles = host_ops
     for kind, cls in METHODS.items():
         est = cls(n_folds_sigma=0)
-        assert est.fit(cfgs[:30], y[:30]) is est
+        if getattr(cls, "needs_profiles", False):
+            assert est.fit(op_cfgs[:30], op_y[:30], profiles=profiles[:30]) is est
+        else:
+            assert est.fit(cfgs[:30], y[:30]) is est
         fresh = clone(est)
         assert fresh.get_params() == est.get_params()
         with pytest.raises(NotFittedError):

@@ -225,7 +225,7 @@ def test_family_of_two_budgets_is_exported_and_registered_with_timm(tmp_path, ho
 
     from nas.family import register_family, run_family
 
-    fam = run_family("host", [12, 6], n_trials=24, ray=False, workers=2, proxies=("params",),
+    fam = run_family("host", [12, 6], n_trials=24, ray=False, workers=2, proxies=("params",), sampler="nsga2",
                      predictor_root=str(host_root), run_dir=str(tmp_path / "fam"))
     assert [m.budget_ms for m in fam.members] == [6.0, 12.0]
     assert all(m.candidate is not None and m.candidate.latency_ms <= m.budget_ms for m in fam.members)
@@ -241,13 +241,14 @@ def test_family_of_two_budgets_is_exported_and_registered_with_timm(tmp_path, ho
 
 
 @pytest.mark.parametrize("argv,expected", [
-    (["search", "--device", "nope", "--budget-ms", "30"], "known devices: host, pixel1, pixel4, s21"),
+    (["search", "--device", "nope", "--budget-ms", "30"], "known devices: host, host-litert, host-litert-noxnn, pixel1, pixel4, s21"),
     (["search", "--budget-ms", "30"], "--device is required (known devices:"),
     (["search", "--resume", "runs/x", "--device", "s21"], "drop --device (only --trials and --workers may change)"),
+    (["search", "--device", "host", "--mode", "budget"], "mode='budget': needs a budget"),
     (["search", "--device", "host", "--budget-mj", "5"], "--budget-mj needs an energy model for host"),
     (["search", "--device", "host", "--objectives", "accuracy,latency,energy"], "the energy objective needs an energy"),
     (["search", "--device", "host", "--no-ray", "--ray-address", "auto"], "--no-ray and --ray-address conflict"),
-    (["search", "--device", "host", "--sampler", "cmaes"], "sampler='cmaes': allowed: nsga2, tpe, gp, random"),
+    (["search", "--device", "host", "--sampler", "cmaes"], "sampler='cmaes': allowed: auto, nsga2, tpe, gp, random"),
     (["search", "--device", "host", "--budget-ms", "-3"], "budget_ms=-3.0: must be a number > 0"),
     (["search", "--device", "host", "--objectives", "latency"], "objectives='latency': allowed"),
     (["search", "--device", "s21", "--measure", "3"], "s21 is not: no adb serial"),
@@ -266,10 +267,24 @@ def test_bad_input_is_one_line(argv, expected, host_root, tmp_path, capsys, ray_
 
 @pytest.mark.parametrize("sampler", ["tpe", "gp", "random"])
 def test_every_sampler_runs_under_a_budget(sampler, tmp_path, host_root):
-    res = run_search(_cfg(tmp_path, host_root, sampler=sampler, budget_ms=10.0, n_trials=12, seed_presets=False))
+    mode = "budget" if sampler == "tpe" else "front"
+    res = run_search(_cfg(tmp_path, host_root, sampler=sampler, budget_ms=10.0, n_trials=12, seed_presets=False,
+                          mode=mode))
     assert res.n_trials == 12 and all(c.latency_ms <= 10.0 for c in res.pareto)
-    trial = _study(res.run_dir).trials[-1]  # a budget means one objective, the score; the budget a constraint
-    assert res.config.effective_mode == "budget" and len(trial.values) == 1 and "latency_ms" in trial.constraints
+    trial = _study(res.run_dir).trials[-1]  # budget mode: one objective, the score; the budget a constraint
+    assert len(trial.values) == (1 if mode == "budget" else 2) and "latency_ms" in trial.constraints
+    assert f"mode {mode}" in (res.run_dir / "report.md").read_text()
+
+
+def test_auto_sampler_is_resolved_once_when_the_run_starts(tmp_path, host_root):
+    """``auto``: TPE up to AUTO_TPE_MAX_TRIALS trials, NSGA-II beyond; the run keeps what it started with."""
+    from nas.search.config import AUTO_TPE_MAX_TRIALS
+
+    assert SearchConfig(device="host", n_trials=AUTO_TPE_MAX_TRIALS).effective_sampler == "tpe"
+    assert SearchConfig(device="host", n_trials=AUTO_TPE_MAX_TRIALS + 1).effective_sampler == "nsga2"
+    res = run_search(_cfg(tmp_path, host_root, sampler="auto", budget_ms=10.0, n_trials=8))
+    saved = json.loads((res.run_dir / "command.json").read_text())["config"]
+    assert res.config.sampler == saved["sampler"] == "tpe"
 
 
 def test_energy_objective_and_budget_use_the_devices_energy_model(tmp_path, host_root):

@@ -264,15 +264,19 @@ class _Search:
         # (a batch of another size can round the last digit differently), whatever the cores.
         workers = cfg.workers or DEFAULT_WORKERS
         self.population = cfg.population_size or max(8, min(50, cfg.n_trials // 10))
-        self.config = replace(cfg, workers=workers, population_size=self.population)
+        # ``auto`` is resolved once, when the run starts: a resume with more trials keeps its sampler.
+        self.config = replace(cfg, workers=workers, population_size=self.population, sampler=cfg.effective_sampler)
 
     def _recover(self, study) -> None:
         """Fail the trials a kill left RUNNING (they are this run's: the run lock is ours) and redo them."""
         from optuna.trial import TrialState
 
         run = self.run_id
+        # In a shared study a trial another driver has just asked carries no "run" yet: only trials
+        # marked as ours are failed there (failing theirs would break their tell).
+        unmarked = None if self.config.storage is not None else run
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get("run", run) != run:
+            if t.user_attrs.get("run", unmarked) != run:
                 continue  # another driver's trial in a shared study
             study.tell(t.number, state=TrialState.FAIL)  # a FAIL without "error" is an interrupted trial
             if t.params:
@@ -316,12 +320,12 @@ class _Search:
         return out
 
     def _directions(self) -> list[str]:
-        if self.config.effective_mode == "budget":
+        if self.config.mode == "budget":
             return ["maximize"]  # the score alone; the budgets are the trials' constraints
         return [OBJECTIVES[o] for o in self.config.objectives]
 
     def _values(self, r: dict[str, Any]) -> list[float]:
-        if self.config.effective_mode == "budget":
+        if self.config.mode == "budget":
             return [r["score"]]
         key = {"accuracy": "score", "latency": "latency_ms", "energy": "energy_mj"}
         return [r[key[o]] for o in self.config.objectives]

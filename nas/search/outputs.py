@@ -180,7 +180,9 @@ def report_markdown(result: SearchResult) -> str:
            f"- {result.accuracy}",
            f"- {validation_line(result)}",
            f"- {result.energy}",
-           f"- sampler {cfg.sampler} (seed {cfg.seed}, population {cfg.population_size}), {result.n_trials} trials, "
+           f"- sampler {cfg.sampler} (seed {cfg.seed}, population {cfg.population_size}), mode {cfg.mode} "
+           f"({'the score alone, budgets as constraints' if cfg.mode == 'budget' else 'every objective'}), "
+           f"{result.n_trials} trials, "
            f"{len(result.candidates)} distinct candidates, {len(result.feasible)} feasible; workers {cfg.workers} "
            f"({'Ray' if cfg.ray else 'in-process'})",
            f"- time: search {t.get('search', 0):.1f} s (scoring {t.get('score', 0):.1f} s, driver "
