@@ -284,7 +284,7 @@ def print_result(con, result) -> int:
         for col in ("id", "status", "predicted ms", "refit ms", "measured ms", "error", "within budget"):
             m.add_column(col, justify="left" if col in ("id", "status") else "right")
         for d in result.measured:
-            ms = d.get("median_ms")
+            ms = d.get("latency_ms", d.get("median_ms"))  # drift-normalised where the store gives it
             m.add_row(d["arch_id"], d["status"], f"{d['predicted_ms']:.2f}", f"{d['refit_ms']:.2f}" if d.get("refit_ms") else "",
                       f"{ms:.2f}" if ms else "", f"{(d['predicted_ms'] - ms) / ms:+.1%}" if ms else "",
                       "" if cfg.budget_ms is None or not ms else ("yes" if ms <= cfg.budget_ms else "[red]no[/]"))

@@ -78,6 +78,12 @@ def resume_search(run_dir: str | os.PathLike, progress: Callable[[SearchProgress
 
 
 # ---------------------------------------------------------------------------------------------- the driver
+def _measured_ms(d: dict[str, Any]) -> float | None:
+    """A measured candidate's latency in the unit predictors learn (runs before ``latency_ms`` was
+    recorded kept only the raw median)."""
+    return d.get("latency_ms", d.get("median_ms"))
+
+
 def _constraints_of(trial) -> list[float]:
     return list(trial.user_attrs.get("constraints", []))
 
@@ -530,8 +536,10 @@ class _Search:
             if todo:
                 self.progress(SearchProgress("measure", len(done), total, message=f"measuring {len(todo)} on {cfg.device}"))
             for m in self._measure_many(farm, [c.cfg for c in todo], profile):
+                # latency_ms: the drift-normalised latency where the store gives one, the unit the
+                # device's model learns and predicts (the raw median stays beside it)
                 done[m.arch_id] = {"arch_id": m.arch_id, "status": m.status, "median_ms": m.median_ms,
-                                   "ci95_rel": m.ci95_rel, "energy_mj": m.energy_mj, "error": m.error,
+                                   "latency_ms": m.latency_ms, "ci95_rel": m.ci95_rel, "energy_mj": m.energy_mj, "error": m.error,
                                    "predicted_ms": by_id[m.arch_id].latency_ms,
                                    "predicted_std_ms": by_id[m.arch_id].latency_std_ms}
                 atomic_write(path, json.dumps(list(done.values()), indent=2))
@@ -566,7 +574,7 @@ class _Search:
         for c in cands:
             d = done.get(c.arch_id)
             if d:
-                c.measured_ms, c.measured_status = d["median_ms"], d["status"]
+                c.measured_ms, c.measured_status = _measured_ms(d), d["status"]
 
     def _refit(self, cands: list[Candidate], done: dict[str, dict[str, Any]]) -> None:
         """Refit the latency model on the new measurements and re-predict every candidate (module docstring)."""
@@ -574,7 +582,7 @@ class _Search:
         from predictors.latency import NoDataError, default_path, load_device_model, train
 
         cfg = self.config
-        ok = [(d["median_ms"], d["predicted_ms"]) for d in done.values() if d["status"] == "ok" and d["median_ms"]]
+        ok = [(_measured_ms(d), d["predicted_ms"]) for d in done.values() if d["status"] == "ok" and _measured_ms(d)]
         if not ok:
             self.notes.append("no clean measurement: the predictions stand unchanged")
             return

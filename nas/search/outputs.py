@@ -219,12 +219,13 @@ def report_markdown(result: SearchResult) -> str:
         out.append("\n## Predicted against measured\n")
         rows = []
         for d in result.measured:
-            err = (f"{(d['predicted_ms'] - d['median_ms']) / d['median_ms']:+.1%}" if d.get("median_ms") else "")
+            ms = d.get("latency_ms", d.get("median_ms"))  # drift-normalised where the store gives it
+            err = f"{(d['predicted_ms'] - ms) / ms:+.1%}" if ms else ""
             rows.append({"id": d["arch_id"], "status": d["status"], "predicted ms": _fmt(d["predicted_ms"]),
-                         "refit ms": _fmt(d.get("refit_ms")), "measured ms": _fmt(d.get("median_ms")),
-                         "prediction error": err,
-                         "within budget": ("" if cfg.budget_ms is None or not d.get("median_ms") else
-                                           "yes" if d["median_ms"] <= cfg.budget_ms else "no")})
+                         "refit ms": _fmt(d.get("refit_ms")), "measured ms": _fmt(ms),
+                         "raw median ms": _fmt(d.get("median_ms")), "prediction error": err,
+                         "within budget": ("" if cfg.budget_ms is None or not ms else
+                                           "yes" if ms <= cfg.budget_ms else "no")})
         out.append(md_table(rows))
     if result.notes:
         out.append("\n## Notes\n")
