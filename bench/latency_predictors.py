@@ -20,8 +20,8 @@ checked to better than it. Targets (issue #13) on the held-out set after one res
 prediction throughput for 10,000 candidates.
 
 Run: ``python bench/latency_predictors.py [--store runs/farm/host_v2.sqlite]``; without a store it
-uses the measurements shipped in ``tests/data/`` (``host_measurements.csv`` and, when present,
-``host_op_profiles.csv.gz``). Writes ``bench/results/latency_predictors.json``.
+uses the measurements shipped in ``tests/data/`` (``host_v2.csv`` and its operator profiles
+``host_v2_op_profiles.csv.gz``, issue #13). Writes ``bench/results/latency_predictors.json``.
 """
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def shipped_store() -> MeasurementStore:
     from device_farm.store import import_op_profiles
 
     store = MeasurementStore(Path(tempfile.mkdtemp()) / "m.sqlite")
-    store.import_csv(SHIPPED / "host_measurements.csv")
-    ops = SHIPPED / "host_op_profiles.csv.gz"
+    store.import_csv(SHIPPED / "host_v2.csv")
+    ops = SHIPPED / "host_v2_op_profiles.csv.gz"
     if ops.exists():
         import_op_profiles(store, ops)
     return store

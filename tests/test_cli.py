@@ -1,15 +1,20 @@
-"""The ``nas space`` commands as a user runs them (a real subprocess through the console script)."""
+"""The ``nas`` commands as a user runs them: once through the installed console script in a real
+subprocess (the wiring), the rest through the same entry point (``nas.cli.main``) in this process,
+output captured, which saves a torch import per command."""
+import contextlib
+import io
 import json
 from pathlib import Path
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
-
+from nas.cli import main
 from search_space import PRESETS, EdgeViTConfig
 
 
-def nas(*args, check=True):
+def nas_subprocess(*args, check=True):
     exe = shutil.which("nas")
     cmd = [exe, *args] if exe else [sys.executable, "-m", "nas", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -18,8 +23,22 @@ def nas(*args, check=True):
     return proc
 
 
+def nas(*args, check=True):
+    """``nas ARGS`` through ``nas.cli.main`` in this process: exit status, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's usage errors
+            code = e.code if isinstance(e.code, int) else 2
+    proc = SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 def test_space_show_prints_a_stage_table():
-    out = nas("space", "show", "edgevit_xxs").stdout
+    out = nas_subprocess("space", "show", "edgevit_xxs").stdout  # the installed console script, for real
     assert "1b499e80b07e" in out or PRESETS["edgevit_xxs"].arch_id in out
     assert "4.068M" in out and "0.551G" in out
     assert out.count("lgl") >= 3 and "global×2" in out

@@ -47,7 +47,7 @@ def test_predictor_round_trips_through_json_with_identical_predictions(method, d
     cfgs, y = data
     if getattr(METHODS[method], "needs_profiles", False):  # learns from onnxruntime's per-operator times
         cfgs, y, profiles = request.getfixturevalue("host_ops")
-        est = METHODS[method](n_folds_sigma=3).fit(cfgs[:80], y[:80], profiles=profiles[:80])
+        est = METHODS[method](n_folds_sigma=2, n_estimators=30).fit(cfgs[:80], y[:80], profiles=profiles[:80])
     else:
         est = METHODS[method]().fit(cfgs[:80], y[:80])
     back = estimator_from_dict(json.loads(json.dumps(est.to_dict())))

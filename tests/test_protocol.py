@@ -38,7 +38,7 @@ def fitted(host, host_ops):
     out = {k: cls(n_folds_sigma=3).fit(cfgs[:60], y[:60]) for k, cls in METHODS.items()
            if not getattr(cls, "needs_profiles", False)}
     op_cfgs, op_y, profiles = host_ops  # the operator model learns from onnxruntime's per-operator times
-    out.update({k: cls(n_folds_sigma=3).fit(op_cfgs[:60], op_y[:60], profiles=profiles[:60])
+    out.update({k: cls(n_folds_sigma=2, n_estimators=30).fit(op_cfgs[:60], op_y[:60], profiles=profiles[:60])
                 for k, cls in METHODS.items() if getattr(cls, "needs_profiles", False)})
     keys, ms = table_blocks("s21")
     types = ("firstconv", "conv", "transattn", "transffn")  # what the EdgeViT mapping queries
@@ -87,6 +87,7 @@ def test_fit_returns_self_and_clone_keeps_parameters_only(fitted, host, host_ops
     for kind, cls in METHODS.items():
         est = cls(n_folds_sigma=0)
         if getattr(cls, "needs_profiles", False):
+            est.set_params(n_estimators=10)
             assert est.fit(op_cfgs[:30], op_y[:30], profiles=profiles[:30]) is est
         else:
             assert est.fit(cfgs[:30], y[:30]) is est

@@ -99,13 +99,27 @@ def train(store: MeasurementStore, device: str, target: str = "latency", method:
     comparison = {m: cross_validate(m, tr_cfgs, tr_y, folds=folds, seed=seed, profiles=tr_prof)[0].as_dict()
                   for m in methods}
     held_out = held_out_figures(methods, tr_cfgs, tr_y, tr_prof, [cfgs[i] for i in out], y[out], seed) if out else {}
-    if method == "auto":
+    chosen_by = "given"
+    if method == "auto" and len(out) >= HELD_OUT_MIN:
+        # Chosen on the networks never trained on, not by cross-validation: on the host (issue #13)
+        # in-distribution CV ranked the operator model first and it generalised worst of the
+        # kernel-sum family to the constructor-like held-out set. The chosen model's held-out figure
+        # is then slightly optimistic (the best of len(methods)); the CV table stays beside it.
+        method = max(methods, key=lambda m: (held_out[m]["rescaled"]["within_10"], held_out[m]["rescaled"]["within_5"],
+                                             held_out[m]["rescaled"]["kendall_tau"]))
+        chosen_by = f"held-out ({len(out)} networks)"
+    elif method == "auto":
         method = max(comparison, key=lambda m: (comparison[m]["within_10"], comparison[m]["within_5"],
                                                  -comparison[m]["rmse"]))
+        chosen_by = f"{folds}-fold cross-validation"
     est = fit_method(method, tr_cfgs, tr_y, tr_prof, random_state=seed)
     return DeviceModel(device=device, target=target, estimator=est, source="measured",
-                       provenance=f"trained on {store.path}, method {method}", n_measurements=len(tr_y),
+                       provenance=f"trained on {store.path}, method {method} (chosen by {chosen_by})", n_measurements=len(tr_y),
                        data_hash=data_hash(tr_rows, target), comparison=comparison, held_out=held_out)
+
+
+#: Held-out networks in the store needed to choose the method on them rather than by cross-validation.
+HELD_OUT_MIN = 20
 
 
 def held_out_figures(methods, cfgs, y, profiles, held_cfgs, held_y, seed: int = 0) -> dict[str, Any]:
