@@ -1,5 +1,6 @@
 """Few-shot calibration of a new device: real measurements on this CPU, a base model trained on the
 shipped host measurements, and the saved model loaded back through the device facade."""
+import dataclasses
 import json
 
 import numpy as np
@@ -44,7 +45,10 @@ def test_calibrating_a_new_local_device_against_the_host_model(tmp_path, monkeyp
     shipped.import_csv(DATA)
     train(shipped, "host", method="kernel").save(root / "host-latency.json")
 
-    farm = Farm(MeasurementStore(tmp_path / "box.sqlite"), protocol=QUICK)
+    # a looser protocol than QUICK: this test checks the calibration path, not the instrument's precision
+    fast = dataclasses.replace(QUICK, session_seconds=0.5, rounds_min=4, max_seconds=2.0, min_repeats=5,
+                               candle_repeats=3, profile_runs=5)
+    farm = Farm(MeasurementStore(tmp_path / "box.sqlite"), protocol=fast)
     path, adapter = calibrate_device("box", farm, n=10, root=root, bases=["host"])
     clean = len(farm.store.query(device="box", status="ok"))  # disturbed runs are not learned from
     # onnxruntime profiles operators, so the operator model fitted on the calibration measurements is a base too

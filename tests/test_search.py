@@ -190,7 +190,8 @@ def test_measured_winner_over_budget_is_never_the_winner(tmp_path, host_root, mo
     def fake(self, farm, cfgs, profile):  # the device says the predicted winner is slower than the budget
         for c in cfgs:
             calls.append(c.arch_id)
-            yield SimpleNamespace(arch_id=c.arch_id, status="ok", median_ms=30.0 if len(calls) == 1 else 5.0,
+            ms = 30.0 if len(calls) == 1 else 5.0  # the normalised latency (what is judged) and the raw median
+            yield SimpleNamespace(arch_id=c.arch_id, status="ok", median_ms=ms * 1.1, latency_ms=ms,
                                   ci95_rel=0.01, energy_mj=None, error=None)
 
     monkeypatch.setattr("nas.search.driver._Search._measure_many", fake)

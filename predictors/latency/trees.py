@@ -64,26 +64,42 @@ class TreeEnsemble:
         """A fitted ``RandomForestRegressor`` (the mean of its trees)."""
         return cls.from_sklearn(model.estimators_, 0.0, 1.0 / len(model.estimators_), model.n_features_in_)
 
+    def _packed(self) -> tuple[np.ndarray, ...]:
+        """The trees as padded (n_trees, max_nodes) arrays, built once: every tree walks in one step."""
+        pack = self.__dict__.get("_pack")
+        if pack is None:
+            T, M = len(self.trees), max(len(t["left"]) for t in self.trees)
+            left, right = np.full((T, M), -1, np.int64), np.full((T, M), -1, np.int64)
+            feature, threshold, value = np.zeros((T, M), np.int64), np.zeros((T, M)), np.zeros((T, M))
+            for i, t in enumerate(self.trees):
+                k = len(t["left"])
+                left[i, :k], right[i, :k], feature[i, :k] = t["left"], t["right"], t["feature"]
+                threshold[i, :k], value[i, :k] = t["threshold"], t["value"]
+            pack = self._pack = (left, right, feature, threshold, value)
+        return pack
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         X32 = np.asarray(X, dtype=np.float32)
         if X32.ndim != 2 or X32.shape[1] != self.n_features:
             raise ValueError(f"X: expected shape (n, {self.n_features}), got {X32.shape}")
         n = len(X32)
-        rows = np.arange(n)
-        out = np.full(n, self.offset)
-        for t in self.trees:
-            node = np.zeros(n, dtype=np.int64)
-            # Children have larger indices than their parents (checked on load), so this ends.
-            for _ in range(len(t["left"])):
-                left = t["left"][node]
-                inner = left >= 0
-                if not inner.any():
-                    break
-                f = np.where(inner, t["feature"][node], 0)
-                go_left = X32[rows, f] <= t["threshold"][node]
-                node = np.where(inner, np.where(go_left, left, t["right"][node]), node)
-            out += self.scale * t["value"][node]
-        return out
+        if not self.trees or n == 0:
+            return np.full(n, self.offset)
+        left, right, feature, threshold, value = self._packed()
+        trees = np.arange(left.shape[0])[None, :]
+        rows = np.arange(n)[:, None]
+        node = np.zeros((n, left.shape[0]), dtype=np.int64)
+        # All trees step together, one level per pass. Children have larger indices than their
+        # parents (checked on load), so a walk ends within max_nodes passes.
+        for _ in range(left.shape[1]):
+            lft = left[trees, node]
+            inner = lft >= 0
+            if not inner.any():
+                break
+            f = np.where(inner, feature[trees, node], 0)
+            go_left = X32[rows, f] <= threshold[trees, node]
+            node = np.where(inner, np.where(go_left, lft, right[trees, node]), node)
+        return self.offset + self.scale * value[trees, node].sum(axis=1)
 
     def to_dict(self) -> dict[str, Any]:
         return {"offset": self.offset, "scale": self.scale, "n_features": self.n_features,
