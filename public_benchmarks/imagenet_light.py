@@ -468,12 +468,10 @@ def evaluate(limit: int = 0, proxies: Iterable[str] | None = None, workers: int 
     from predictors.accuracy.prior import PriorRow, load_prior, load_table
     from search_space.config import ConfigError
 
+    from .proxy_eval import evaluated_proxies
+
     default = tuple(P.DEFAULT_PROXIES)
-    wanted = set(P.ALL_PROXIES if proxies is None else proxies) | {"params"} | set(default)
-    unknown = sorted(wanted - set(P.PROXIES))
-    if unknown:
-        raise ConfigError("proxies", unknown[0], "allowed: " + ", ".join(P.ALL_PROXIES))
-    names = tuple(n for n in P.ALL_PROXIES if n in wanted)
+    names = evaluated_proxies(proxies)
     table = load_table()
     models = [dict(r) for r in one_per_arch(table["rows"])]
     if families is not None:

@@ -120,6 +120,16 @@ def load_nb201(data_dir: str | os.PathLike | None = None) -> dict:
     return read_json(*_DATA_FILES["nb201"], root=data_dir)["nasbench201"]
 
 
+def evaluated_proxies(proxies: Sequence[str] | None) -> tuple[str, ...]:
+    """The proxies an evaluation scores: those asked for (``None``: all), always with #params and the
+    default set beside them (the baselines every figure is read against), in ``ALL_PROXIES`` order."""
+    wanted = set(P.ALL_PROXIES if proxies is None else proxies) | {"params"} | set(P.DEFAULT_PROXIES)
+    unknown = sorted(wanted - set(P.PROXIES))
+    if unknown:
+        raise ConfigError("proxies", unknown[0], "allowed: " + ", ".join(P.ALL_PROXIES))
+    return tuple(n for n in P.ALL_PROXIES if n in wanted)
+
+
 def _check_bench(bench: str) -> None:
     if bench not in BENCHES:
         raise ConfigError("--bench", bench, "allowed: " + ", ".join(BENCHES))
@@ -406,11 +416,7 @@ def evaluate(bench: str, limit: int = 0, img_size: int | None = None, batch_size
     _check_bench(bench)
     check_data(bench, data_dir)
     default = tuple(P.DEFAULT_PROXIES)
-    wanted = set(P.ALL_PROXIES if proxies is None else proxies) | {"params"} | set(default)
-    unknown = sorted(wanted - set(P.PROXIES))
-    if unknown:
-        raise ConfigError("proxies", unknown[0], "allowed: " + ", ".join(P.ALL_PROXIES))
-    names = tuple(n for n in P.ALL_PROXIES if n in wanted)
+    names = evaluated_proxies(proxies)
     prev = _load_scores_file(scores_from, bench) if scores_from else None
     if prev is not None:
         if bench == "vit-bench-101":
