@@ -115,8 +115,6 @@ def run_family(device: str, budgets: Sequence[float] | None = None, like: str | 
     budgets = sorted({float(b) for b in budgets})
     if not budgets or any(not math.isfinite(b) or b <= 0 for b in budgets):
         raise ConfigError("budgets", ",".join(f"{b:g}" for b in budgets), "must be numbers > 0 (ms)")
-    # One search serves every budget: it has to cover the front up to the largest, not gather at it.
-    search.setdefault("mode", "front")
     config = SearchConfig(device=device, budget_ms=max(budgets), n_trials=n_trials, **search)
     if config.run_dir is None:
         config = replace(config, run_dir=str(Path("runs") / f"{device}-family-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"))

@@ -43,6 +43,10 @@ _ENERGY_HELP = (
 )
 
 
+#: Held-out networks in the store needed to choose the method on them rather than by cross-validation.
+HELD_OUT_MIN = 20
+
+
 def dataset(store: MeasurementStore, device: str, target: str = "latency"
             ) -> tuple[list[EdgeViTConfig], np.ndarray, list[Measurement]]:
     """The device's clean (``ok``) rows that carry ``target``: configurations, values, rows."""
@@ -116,10 +120,6 @@ def train(store: MeasurementStore, device: str, target: str = "latency", method:
     return DeviceModel(device=device, target=target, estimator=est, source="measured",
                        provenance=f"trained on {store.path}, method {method} (chosen by {chosen_by})", n_measurements=len(tr_y),
                        data_hash=data_hash(tr_rows, target), comparison=comparison, held_out=held_out)
-
-
-#: Held-out networks in the store needed to choose the method on them rather than by cross-validation.
-HELD_OUT_MIN = 20
 
 
 def held_out_figures(methods, cfgs, y, profiles, held_cfgs, held_y, seed: int = 0) -> dict[str, Any]:
