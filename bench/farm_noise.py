@@ -61,9 +61,12 @@ def run_pass(work: Path, k: int, n: int, seed: int) -> None:
             farm = Farm(MeasurementStore(store), cache_dir=work / "onnx", protocol=PROTOCOLS[name])
             t0 = time.perf_counter()
             m = farm.measure(cfg, profile)
+            refs = farm.store.candle_references(m.device, m.runtime_version, m.threads)
             rows.setdefault(cfg.arch_id, {})[name] = {
                 "status": m.status, "median_ms": m.median_ms, "norm_ms": m.norm_ms, "candle_ratio": m.candle_ratio,
-                "candle": m.env.get("candle", "candle"), "seconds": time.perf_counter() - t0, "error": m.error}
+                "candle": m.env.get("candle", "candle"), "seconds": time.perf_counter() - t0, "error": m.error,
+                "candle_ratios": m.env.get("candle_ratios"), "reference_candles_ms": refs,
+                "anchor_k": (m.env.get("anchor") or {}).get("k")}
         r = rows[cfg.arch_id]
         print(f"  pass {k} {i + 1:>2}/{len(cfgs)} {cfg.arch_id} "
               + "  ".join(f"{name}: {v['status']} raw {v['median_ms'] or float('nan'):8.3f}" for name, v in r.items())
@@ -71,8 +74,36 @@ def run_pass(work: Path, k: int, n: int, seed: int) -> None:
     (work / f"pass{k}.json").write_text(json.dumps({"start": t_pass, "end": time.time(), "rows": rows}))
 
 
+def estimates(r: dict) -> dict[str, float]:
+    """The interleaved row's normalised latency under each way of forming it (same timings, no new runs).
+
+    ``norm_ms``: as stored (nearest candle's ratio x its reference x the anchor factor); ``nearest, no
+    anchor``: without the anchor factor; ``all candles, no anchor``: the geometric mean over the
+    candles of ratio x reference (no choice of candle that could flip between runs); ``candles
+    weighted``: the two candles' values weighted by where the candidate lies between them in log
+    latency (the nearest one counts most, and nothing flips); ``all candles x anchor``: with the
+    anchor factor.
+    """
+    out = {"norm_ms": r["norm_ms"]}
+    refs, ratios, k = r.get("reference_candles_ms") or {}, r.get("candle_ratios") or {}, r.get("anchor_k") or 1.0
+    if r["candle_ratio"] is not None and r.get("candle") in refs:
+        out["nearest, no anchor"] = r["candle_ratio"] * refs[r["candle"]]
+    both = {c: ratios[c] * refs[c] for c in ratios if c in refs and ratios[c]}
+    if both:
+        g = float(np.exp(np.mean(np.log(list(both.values())))))
+        out["all candles, no anchor"] = g
+        out["all candles x anchor"] = g * k
+        if len(both) == 2:  # weighted by where the candidate lies between the candles (log latency): no flip
+            (c0, n0), (c1, n1) = sorted(both.items(), key=lambda kv: refs[kv[0]])
+            w = float(np.clip(np.log(g / refs[c0]) / np.log(refs[c1] / refs[c0]), 0.0, 1.0))
+            out["candles weighted, no anchor"] = float(np.exp((1 - w) * np.log(n0) + w * np.log(n1)))
+    return out
+
+
 def rel_diff(a: dict, b: dict, ids: list[str], proto: str, key: str) -> np.ndarray:
-    return np.array([abs(a[i][proto][key] / b[i][proto][key] - 1) for i in ids])
+    if key in ("median_ms", "norm_ms", "candle_ratio"):
+        return np.array([abs(a[i][proto][key] / b[i][proto][key] - 1) for i in ids])
+    return np.array([abs(estimates(a[i][proto])[key] / estimates(b[i][proto])[key] - 1) for i in ids])
 
 
 def main() -> None:
@@ -105,21 +136,28 @@ def main() -> None:
     gap_s = b["start"] - a["end"]
     A, B = a["rows"], b["rows"]
     table, results = [], {}
-    for proto, keys in (("interleaved", ("median_ms", "norm_ms")), ("before/after", ("median_ms", "candle_ratio"))):
+    variants = ("nearest, no anchor", "all candles, no anchor", "candles weighted, no anchor", "all candles x anchor")
+    for proto, keys in (("interleaved", ("median_ms", "norm_ms", *variants)),
+                        ("before/after", ("median_ms", "candle_ratio"))):
         ids = [c.arch_id for c in cfgs if A[c.arch_id][proto]["status"] == "ok" == B[c.arch_id][proto]["status"]]
         for key in keys:
+            if key in variants:
+                have = [i for i in ids if key in estimates(A[i][proto]) and key in estimates(B[i][proto])]
+                if len(have) < len(ids):
+                    continue
             d = rel_diff(A, B, ids, proto, key)
-            label = f"{proto} {'raw median' if key == 'median_ms' else 'normalised' if key == 'norm_ms' else 'candle ratio'}"
+            label = f"{proto} " + {"median_ms": "raw median", "norm_ms": "normalised", "candle_ratio": "candle ratio"}.get(
+                key, f"normalised ({key})")
             results[label] = {"n": len(ids), "median": float(np.median(d)), "p90": float(np.percentile(d, 90)),
                               "max": float(d.max())}
-            table.append(f"{label:32} {len(ids):>4} {np.median(d):>8.2%} {np.percentile(d, 90):>8.2%} {d.max():>8.2%}")
+            table.append(f"{label:50} {len(ids):>4} {np.median(d):>8.2%} {np.percentile(d, 90):>8.2%} {d.max():>8.2%}")
     statuses = {p: {s: sum(r[p]["status"] == s for r in [*A.values(), *B.values()]) for s in ("ok", "disturbed", "failed")}
                 for p in PROTOCOLS}
     seconds = {p: float(np.median([r[p]["seconds"] for r in [*A.values(), *B.values()]])) for p in PROTOCOLS}
     lat = np.array([A[c.arch_id]["interleaved"]["median_ms"] or np.nan for c in cfgs])
     print(f"\n{len(cfgs)} constructor-like candidates, latency {np.nanmin(lat):.1f}-{np.nanmax(lat):.1f} ms "
           f"(median {np.nanmedian(lat):.1f}); pass 2 began {gap_s / 60:.1f} min after pass 1 ended")
-    print(f"{'relative difference, pass 1 vs 2':32} {'n':>4} {'median':>8} {'p90':>8} {'max':>8}")
+    print(f"{'relative difference, pass 1 vs 2':50} {'n':>4} {'median':>8} {'p90':>8} {'max':>8}")
     print("\n".join(table))
     print(f"statuses over both passes: {statuses}")
     print("median seconds per candidate: " + ", ".join(f"{p} {s:.1f}" for p, s in seconds.items()))

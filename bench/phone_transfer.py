@@ -10,11 +10,20 @@ single source alone with the best method, and how the share moves with the numbe
 blocks (6, 10, 20, 40). The quota and the ``shared`` method were chosen on these same three folds:
 there is no fourth phone to confirm them on.
 
-Run: ``python bench/phone_transfer.py`` (seconds; no measurement). Writes bench/results/phone_transfer.json.
+**A fourth device the method was not chosen on** (``--device host-litert``): LiteRT on this CPU, whose
+blocks are measured through the farm (the 20 chosen ones plus the keys ``bench/phone_validation.py``
+measures, reused from its store): the three phones are the sources, the 20 chosen blocks the shots,
+and every other measured block is predicted. An x86 core under XNNPACK is further from the phones
+than they are from each other, so this is the harder test, and the only one not on the folds that
+chose the quota and the method.
+
+Run: ``python bench/phone_transfer.py`` (seconds; no measurement); ``--device host-litert`` measures
+the missing blocks first (minutes; needs the [tflite] extra). Writes bench/results/phone_transfer.json.
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -52,9 +61,28 @@ def scaled_quota(total: int) -> dict[str, int]:
     return {t: max(1, int(round(q * total / base))) for t, q in DEFAULT_QUOTA.items()}
 
 
+def measured_table(device: str, store: Path, chosen: list[str], keys: list[str]) -> tuple[dict[str, float], dict]:
+    """``device``'s block table: the chosen blocks and phone_validation's stratified keys (reused from the store)."""
+    from device_farm import MeasurementStore, get_profile
+    from device_farm.measure import Farm
+    from predictors.latency.phone.device_table import DEFAULT_PER_TYPE, measure_block_table, stratified_keys
+
+    # the keys bench/phone_validation.py measures by default (--per-type 40 --small 12)
+    per_type = {t: (12 if t in ("firstconv", "mbpool") else 40) for t in DEFAULT_PER_TYPE}
+    want = list(dict.fromkeys(chosen + stratified_keys(keys, per_type, seed=0)))
+
+    def progress(key, m, i, n):
+        if i % 25 == 0 or m.status != "ok":
+            print(f"  block {i}/{n} {key}: {m.status}", flush=True)
+
+    return measure_block_table(Farm(MeasurementStore(store)), get_profile(device), want, on_result=progress)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.parse_args()
+    ap.add_argument("--device", help="also a measured device as a fourth held-out fold (e.g. host-litert)")
+    ap.add_argument("--store", type=Path, default=Path("runs/farm/measurements.sqlite"))
+    args = ap.parse_args()
     tables = {p: load_table(p) for p in PHONES}
     keys = sorted(set.intersection(*(set(t) for t in tables.values())))
     macs = {k: block_work(parse_key(k)).macs for k in keys}
@@ -90,6 +118,25 @@ def main() -> None:
             r = evaluate(tables[p], sources, ch, "shared")
             entry["budget"][str(len(ch))] = r["within_10"]
         results["phones"][p] = entry
+        print()
+    if args.device:
+        table, info = measured_table(args.device, args.store, chosen, keys)
+        missing = [k for k in chosen if k not in table]
+        if missing:
+            raise SystemExit(f"{args.device}: chosen blocks failed to measure: {', '.join(missing)}")
+        sources = [tables[q] for q in PHONES]
+        entry = {"sources": list(PHONES), "n_blocks": len(table), "overhead_ms": info["overhead_ms"],
+                 "disturbed": len(info["disturbed"]), "failed": info["failed"], "methods": {}}
+        print(f"\n{args.device} as the new device ({len(table)} measured blocks, {len(info['disturbed'])} disturbed; "
+              f"sources: the three phones; the method and quota were not chosen on it)")
+        print(header)
+        for method in TRANSFER_METHODS:
+            r = evaluate(table, sources, chosen, method)
+            entry["methods"][method] = r
+            print(f"{args.device[:8]:<8} {method:<12} {r['within_10']:>7.1%} {r['within_5']:>7.1%} {r['kendall_tau']:>6.3f}  "
+                  + " ".join(f"{r['per_type'][t]['within_10'] if t in r['per_type'] else float('nan'):>9.1%}"
+                             for t in BLOCK_TYPES))
+        results["new_device"] = {args.device: entry}
         print()
     print("shared, share within 10 % by the number of chosen blocks:")
     for p in PHONES:

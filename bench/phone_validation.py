@@ -248,6 +248,9 @@ def main() -> None:
     print("\n[2] block regressors on this device's table, held-out random 20 % (within 10 % / tau)")
     first = results["mappings"][args.mappings[0]]["heldout_blocks"]
     for t, m in first.items():
+        if m is None:
+            print(f"  {t:<10} too few blocks for a held-out split")
+            continue
         print(f"  {t:<10} n={m['n']:>3} within 10 % {m['within_10']:.1%}  tau {m['kendall_tau']:.3f}")
 
     print("\n[4] where the error sits (share of the prediction; NNLS coefficient: measured ~ sum of c x part)")

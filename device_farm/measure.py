@@ -56,14 +56,17 @@ class MeasureProtocol:
     candidate alternate in blocks of about ``block_ms`` (ABBA order), one candidate/candle ratio per
     round, rounds in a drift window (candle further than ``drift_window`` from the session's median)
     left out, until the median ratio's 95% CI is under ``ratio_ci``. Sessions whose ratios differ by
-    more than ``session_agreement`` are followed by another, up to ``max_sessions``; the stored ratio
-    is the median over sessions, and ``norm_ms`` = ratio x the device's reference candle (fixed per
-    device in the store) x the *anchor factor*: every ``anchor_every_s`` the first ``anchors``
-    reference candidates (:func:`search_space.reference_set`) are measured again, and the median of
-    their reference ``norm_ms`` (fixed at the device's first check) over their ``norm_ms`` now
-    corrects what the candles alone do not cancel: ``bench/farm_noise.py`` found all candidates'
-    ratios shifted by ~3% together between two runs ten minutes apart, a shift candles of one family
-    share, and a handful of networks measured again removes. ``anchors=0`` switches it off.
+    more than ``session_agreement`` are followed by another, up to ``max_sessions``; the stored ratios
+    (one per candle) are medians over sessions, and ``norm_ms`` is :func:`normalised_ms`: each candle's
+    ratio times its reference (fixed per device in the store), the two weighted by where the
+    candidate lies between the candles in log latency.
+    The *anchor check*: every ``anchor_every_s`` the first ``anchors`` reference candidates
+    (:func:`search_space.reference_set`) are measured again, one session each, and the median of
+    their reference ``norm_ms`` over their ``norm_ms`` now (the factor ``k``) is stored with the
+    check and in each measurement's ``env["anchor"]``, a record of how far the device's unit moved.
+    It multiplied ``norm_ms`` until issue #13's second round, when two data sets showed it adding
+    noise (one session per anchor): ``apply_anchor=True`` restores that. ``anchors=0`` switches the
+    check off.
     ``interleave=False`` is the protocol of issue #3 (candle before and after).
     ``pin_cpus``: CPUs the worker is pinned to (``()``: the profile's ``pin_cores``, else none).
     """
@@ -71,6 +74,7 @@ class MeasureProtocol:
     interleave: bool = True
     anchors: int = 5
     anchor_every_s: float = 600.0
+    apply_anchor: bool = False
     sessions: int = 2
     max_sessions: int = 4
     session_agreement: float = 0.015
@@ -129,6 +133,57 @@ def tflite_path_for(cfg: EdgeViTConfig | Network, cache_dir: Path) -> Path:
 
         export_tflite(net, path)
     return path
+
+
+def normalised_ms(candle_ratios: dict[str, float], refs: dict[str, float]) -> float | None:
+    """The drift-cancelled latency of a candidate from its ratios to the candles and their references.
+
+    Each candle ``c`` gives an estimate ``ratio_c x ref_c``; with two, they are weighted by where the
+    candidate lies between the candles in log latency (all weight on a candle at or beyond it), so the
+    nearer candle counts most -- a ratio cancels a neighbour's load best between models of similar
+    size -- and no candidate flips from one candle to the other between runs. Before issue #13's
+    second round the nearer candle alone was used: a 10 ms candidate, halfway between the candles,
+    flipped between runs and its value with it by 7% (``bench/farm_noise.py`` prints both).
+    None when no candle has a reference.
+    """
+    est = sorted((refs[c], float(r) * refs[c]) for c, r in candle_ratios.items() if c in refs and r and r > 0)
+    if not est:
+        return None
+    if len(est) == 1:
+        return est[0][1]
+    logs = np.log([e for _, e in est])
+    at = float(np.exp(logs.mean()))  # where the candidate lies, from all candles
+    pos = np.log([r for r, _ in est])
+    return float(np.exp(np.interp(np.log(at), pos, logs)))
+
+
+#: What ``norm_ms`` means in rows this version writes (``env["norm"]``): :func:`normalised_ms`. Rows
+#: without it were normalised by the nearer candle alone times the anchor factor; :func:`renormalise`
+#: brings them to this definition from the ratios they stored.
+NORM_VERSION = "candles-weighted"
+
+
+def renormalise(store, device: str | None = None) -> int:
+    """Recompute ``norm_ms`` of the interleaved rows written before :data:`NORM_VERSION` (from their stored
+    candle ratios and the store's reference candles); the previous value is kept in
+    ``env["norm_ms_before"]``. Returns how many rows changed; rows already current are left alone."""
+    changed = []
+    for m in store.query():
+        ratios = m.env.get("candle_ratios")
+        if m.norm_ms is None or not ratios or m.env.get("norm") == NORM_VERSION:
+            continue
+        ms = normalised_ms(ratios, store.candle_references(m.device, m.runtime_version, m.threads))
+        if ms is None or (device is not None and m.device != device):
+            continue
+        m.env["norm_ms_before"], m.env["norm"] = m.norm_ms, NORM_VERSION
+        m.norm_ms = ms
+        changed.append(m)
+    return store.put_many(changed)
+
+
+def stale_norm(rows) -> int:
+    """How many of ``rows`` carry a ``norm_ms`` of an earlier definition (see :func:`renormalise`)."""
+    return sum(1 for m in rows if m.norm_ms is not None and m.env.get("candle_ratios") and m.env.get("norm") != NORM_VERSION)
 
 
 def model_path_for(cfg: EdgeViTConfig | Network, profile: DeviceProfile, cache_dir: Path) -> Path:
@@ -210,8 +265,9 @@ class Farm:
             if m.status != "ok":
                 continue
             cand = self.store.candle_references(profile.id, rv, threads, propose=m.env.get("session_candle_ms_median"))
-            if m.env.get("candle") in cand:
-                now[cfg.arch_id] = m.candle_ratio * cand[m.env["candle"]]
+            ms = normalised_ms(m.env.get("candle_ratios") or {}, cand)
+            if ms is not None:
+                now[cfg.arch_id] = ms
         if not refs and len(now) == len(anchors):
             self.store.set_anchor_references(profile.id, rv, threads, now)  # the device's unit, fixed once
             refs = now
@@ -233,13 +289,14 @@ class Farm:
         node measured it.
         """
         ops = m.env.pop("op_profile", None)
-        if m.status == "ok" and m.candle_ratio is not None and m.norm_ms is None and m.env.get("candle"):
+        if m.status == "ok" and m.candle_ratio is not None and m.norm_ms is None and m.env.get("candle_ratios"):
             refs = self.store.candle_references(m.device, m.runtime_version, m.threads,
                                                 propose=m.env.get("session_candle_ms_median"))
-            if m.env["candle"] in refs:
-                k = float(m.env.get("anchor", {}).get("k", 1.0))
-                m.norm_ms = m.candle_ratio * refs[m.env["candle"]] * k
-                m.env["reference_candle_ms"] = refs[m.env["candle"]]
+            ms = normalised_ms(m.env["candle_ratios"], refs)
+            if ms is not None:
+                k = float(m.env.get("anchor", {}).get("k", 1.0)) if self.protocol.apply_anchor else 1.0
+                m.norm_ms = ms * k
+                m.env["reference_candles_ms"], m.env["norm"] = refs, NORM_VERSION
         self.store.put(m)
         if ops:
             self.store.put_op_profile(m, ops)

@@ -60,6 +60,10 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--op-profiles", type=Path, help="also write the per-operator profiles to this CSV (.gz: compressed)")
     p.set_defaults(func=cmd_export)
 
+    p = cmds.add_parser("renormalise", parents=[common],
+                        help="recompute norm_ms of rows written by an earlier version (from their stored ratios)")
+    p.set_defaults(func=cmd_renormalise)
+
     p = cmds.add_parser("import", parents=[common], help="read measurements from CSV (e.g. taken by a phone app)")
     p.add_argument("file", type=Path)
     p.add_argument("--source", help="provenance for rows without one (default import:<file name>)")
@@ -198,6 +202,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
                                  on_result=on_result)
     con.print(f"planned {rep.planned}, already stored {rep.skipped}, measured now {len(rep.measured)} "
               f"{rep.by_status or ''}; store {args.store}")
+    return 0
+
+
+def cmd_renormalise(args: argparse.Namespace) -> int:
+    from device_farm.measure import NORM_VERSION, renormalise
+
+    n = renormalise(MeasurementStore(args.store))
+    console().print(f"{n} rows of {args.store} now carry norm_ms as {NORM_VERSION} (previous values kept in "
+                    "env.norm_ms_before)")
     return 0
 
 

@@ -47,3 +47,58 @@ def test_estimated_top1_passes_through_the_presets_and_extends_linearly():
     out = _score_to_top1(np.array([0.2, 0.35, 0.8, 0.9, 0.1]), anchors)
     assert out[:3] == pytest.approx([74.4, 75.95, 81.0])
     assert out[3] == pytest.approx(81.0 + 0.1 * 3.5 / 0.3) and out[4] == pytest.approx(74.4 - 0.1 * 3.1 / 0.3)
+
+
+class _NoMeasure:
+    """A farm over a real store that must not measure: the stored rows answer."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def measure(self, *a, **k):
+        raise AssertionError("measured although the store answers")
+
+
+def test_latency_reads_the_store_and_uses_a_twice_disturbed_row_candle_normalised(tmp_path):
+    from device_farm import MeasurementStore, get_profile
+    from device_farm.measurement import Measurement
+    from nas.compare import _latency
+
+    store = MeasurementStore(tmp_path / "m.sqlite")
+    profile = get_profile("host")
+    net = TimmNetwork("mobilenetv2_100", 224)
+
+    def row(arch_id, status, **kw):
+        return Measurement(arch_id, "host", "onnxruntime", "1.0", "1x3x224x224", profile.threads, "fp32", status, **kw)
+
+    store.candle_references("host", "1.0", profile.threads, propose={"candle": 4.0})
+    store.put(row(net.arch_id, "ok", median_ms=7.0, norm_ms=6.5))
+    assert _latency(_NoMeasure(store), profile, net, "1.0") == (6.5, "ok")
+    # a stored disturbed row was the second try already: its candle ratio x the reference candle is
+    # what the plot shows, and nothing is measured
+    other = PRESETS["edgevit_xxs"]
+    store.put(row(other.arch_id, "disturbed", median_ms=30.0, candle_ratio=6.0, env={"candle": "candle"}))
+    ms, status = _latency(_NoMeasure(store), profile, other, "1.0")
+    assert ms == pytest.approx(6.0 * 4.0) and "disturbed twice" in status
+    # nothing stored: a disturbed run is measured once more before its normalised value is used
+    third = PRESETS["edgevit_xs"]
+    calls = []
+
+    class _Disturbed(_NoMeasure):
+        def measure(self, *a, **k):
+            calls.append(1)
+            return row(third.arch_id, "disturbed", median_ms=31.0, candle_ratio=6.1, env={"candle": "candle"})
+
+    ms, status = _latency(_Disturbed(store), profile, third, "1.0")
+    assert len(calls) == 2 and ms == pytest.approx(6.1 * 4.0) and "disturbed twice" in status
+
+
+def test_an_estimated_top1_never_moves_the_front_or_the_verdict():
+    es = [Entry("edgevit_xxs", "edgevit", PRESETS["edgevit_xxs"], 74.4, "paper", latency_ms=15),
+          Entry("fam", "family", PRESETS["edgevit_xs"], 90.0, "estimated", estimated=True, latency_ms=5),
+          _entry("a", "cnn", 20, 70)]
+    mask = front(es)
+    assert mask.tolist() == [True, False, False]
+    for e, f in zip(es, mask):
+        e.on_front = bool(f)
+    assert _verdict(es)["edgevit_xxs"] == {"on_front_all": True, "on_front_vs_cnns": True, "dominated_by": []}

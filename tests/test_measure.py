@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 
 from device_farm import MeasurementStore, get_profile
-from device_farm.measure import CANDLE, CANDLES, Farm, MeasureProtocol, _closest_pair, onnx_path_for
+from device_farm.measure import CANDLE, CANDLES, Farm, MeasureProtocol, _closest_pair, normalised_ms, onnx_path_for
 from search_space import PRESETS
 
 #: Quicker protocols than the default so the suite stays short; the default is exercised by bench/farm_noise.py.
@@ -29,17 +29,20 @@ def test_interleaved_measurement_has_ratios_sessions_and_a_normalised_latency(fa
     assert {"cpu", "load_before", "load_after", "session_ratios", "candle", "candle_ratios", "stop"} <= set(m.env)
     assert QUICK.sessions <= m.env["sessions"] == len(m.env["session_ratios"]) <= QUICK.max_sessions
     assert m.env["candle"] in {c.name for c in CANDLES} and m.candle_ms > 0 and m.candle_ratio > 0
-    # the first measurement of the device sets its reference candles, so its own norm_ms is ratio x candle
+    # the first measurement of the device sets its reference candles; norm_ms is the ratios x the candles
     refs = farm.store.candle_references("host", m.runtime_version, 1)
     assert set(refs) == {c.name for c in CANDLES}
-    assert m.norm_ms == pytest.approx(m.candle_ratio * refs[m.env["candle"]]) and m.latency_ms == m.norm_ms
+    assert m.norm_ms == pytest.approx(normalised_ms(m.env["candle_ratios"], refs)) and m.latency_ms == m.norm_ms
+    near = m.candle_ratio * refs[m.env["candle"]]
+    far = [r * refs[c] for c, r in m.env["candle_ratios"].items() if c != m.env["candle"]][0]
+    assert min(near, far) <= m.norm_ms <= max(near, far)
     assert m.energy_mj is None or m.energy_source  # energy is measured by a named sensor or unavailable
     (stored,) = farm.store.query(arch_id=SMALL.arch_id)
     assert stored.median_ms == m.median_ms and stored.norm_ms == m.norm_ms and stored.config == SMALL.to_dict()
     # later measurements keep the references: the unit of norm_ms never moves
     m2 = farm.measure(PRESETS["edgevit_xxs"].replace(resolution=192), get_profile("host"))
     assert farm.store.candle_references("host", m.runtime_version, 1) == refs
-    assert m2.norm_ms == pytest.approx(m2.candle_ratio * refs[m2.env["candle"]])
+    assert m2.norm_ms == pytest.approx(normalised_ms(m2.env["candle_ratios"], refs))
 
 
 def test_sessions_are_judged_by_their_closest_pair():
@@ -122,11 +125,30 @@ def test_anchor_checks_fix_the_unit_once_and_correct_later_measurements(tmp_path
     k = m2.env["anchor"]["k"]
     assert k != 1.0 and 0.7 < k < 1.4 and m2.env["anchor"]["n"] == 2
     cand = farm.store.candle_references("host", m2.runtime_version, 1)
-    assert m2.norm_ms == pytest.approx(m2.candle_ratio * cand[m2.env["candle"]] * k)
+    # the factor is recorded, not applied (it added noise: issue #13), unless the protocol asks for it
+    assert m2.norm_ms == pytest.approx(normalised_ms(m2.env["candle_ratios"], cand))
+    assert m2.env["reference_candles_ms"] == cand
+    # with apply_anchor the factor multiplies it (recorded here on a copy of m2: no new measurement)
+    again = dataclasses.replace(m2, norm_ms=None, env={k: v for k, v in m2.env.items() if k != "norm"})
+    Farm(farm.store, protocol=dataclasses.replace(p, apply_anchor=True)).record(again)
+    assert again.norm_ms == pytest.approx(normalised_ms(m2.env["candle_ratios"], cand) * k)
     assert farm.store.anchor_references("host", m2.runtime_version, 1) == refs  # never moved
     # a check younger than anchor_every_s is reused, also by another process's farm
     again = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=dataclasses.replace(p, anchor_every_s=3600.0))
     assert again.anchor_factor(get_profile("host")) == farm.store.last_anchor_check("host", m2.runtime_version, 1)
+
+
+def test_normalised_latency_weights_the_candles_by_where_the_candidate_lies():
+    refs = {"candle": 5.0, "candle_large": 30.0}
+    # a candidate at or beyond a candle takes that candle's estimate alone
+    assert normalised_ms({"candle": 0.5, "candle_large": 0.09}, refs) == pytest.approx(2.5)  # below the small one
+    assert normalised_ms({"candle": 20.0, "candle_large": 3.2}, refs) == pytest.approx(96.0)  # above the large one
+    # between them the weight moves smoothly: the two estimates (12 ms, 13.2 ms) blend, nothing flips
+    mid = normalised_ms({"candle": 2.4, "candle_large": 0.44}, refs)
+    assert 12.0 < mid < 13.2
+    a = normalised_ms({"candle": 2.4 * 0.999, "candle_large": 0.44 * 0.999}, refs)
+    assert abs(a / mid - 0.999) < 1e-3  # a 0.1% change in the ratios is a 0.1% change, never a jump
+    assert normalised_ms({"candle": 2.0}, refs) == 10.0 and normalised_ms({"other": 2.0}, refs) is None
 
 
 def test_a_second_measurement_on_this_machine_waits_its_turn(farm):
@@ -147,3 +169,30 @@ def test_a_second_measurement_on_this_machine_waits_its_turn(farm):
     m = farm.measure(SMALL, get_profile("host"))
     assert m.status == "ok", m.error
     assert m.env["waited_for_other_measurements_s"] >= 1.0 and time.perf_counter() - t0 >= 1.5
+
+
+def test_renormalise_brings_old_rows_to_the_current_definition_and_training_refuses_a_mix(tmp_path):
+    from device_farm import Measurement
+    from device_farm.measure import NORM_VERSION, renormalise
+    from predictors.latency import dataset
+    from predictors.latency.device_model import NoDataError
+
+    store = MeasurementStore(tmp_path / "m.sqlite")
+    store.candle_references("host", "1.0", 1, propose={"candle": 5.0, "candle_large": 30.0})
+    cfgs = [PRESETS["edgevit_xxs"], PRESETS["edgevit_xs"]]
+    for cfg, ratios in zip(cfgs, ({"candle": 2.0, "candle_large": 0.36}, {"candle": 3.0, "candle_large": 0.5})):
+        # written by the earlier version: the nearer candle x an anchor factor, no env["norm"]
+        store.put(Measurement(cfg.arch_id, "host", "onnxruntime", "1.0", "1x3x224x224", 1, "fp32", "ok",
+                              median_ms=11.0, candle_ratio=ratios["candle"], norm_ms=ratios["candle"] * 5.0 * 1.01,
+                              env={"candle": "candle", "candle_ratios": ratios}, config=cfg.to_dict()))
+    with pytest.raises(NoDataError, match="nas farm renormalise") as e:
+        dataset(store, "host")
+    assert "\n" not in str(e.value)
+    assert renormalise(store) == 2 and renormalise(store) == 0  # once, then nothing left to do
+    rows = {r.arch_id: r for r in store.query(device="host")}
+    r = rows[cfgs[0].arch_id]
+    assert r.norm_ms == pytest.approx(normalised_ms(r.env["candle_ratios"], {"candle": 5.0, "candle_large": 30.0}))
+    assert r.env["norm_ms_before"] == pytest.approx(10.1) and r.env["norm"] == NORM_VERSION
+    assert r.median_ms == 11.0  # no timing changes
+    _, y, _ = dataset(store, "host")
+    assert sorted(y) == sorted(x.norm_ms for x in rows.values())

@@ -3,11 +3,14 @@ time is attributed to the candidate's operators without loss, the composed model
 networks it never saw, and it refuses to fit without profiles."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from predictors.latency import METHODS
-from predictors.latency.operators import OperatorLatencyModel, attribute, module_path
+from predictors.latency.operators import (NO_WORK_OPS, OperatorLatencyModel, attribute, module_path,
+                                          profiling_overhead_us)
 from predictors.metrics import regression_metrics
 from search_space import operators
 
@@ -49,3 +52,27 @@ def test_fitting_without_profiles_is_refused_in_one_line(host_ops):
     with pytest.raises(ValueError, match="profiles"):
         OperatorLatencyModel().fit(cfgs[:10], y[:10], profiles=profiles[:9])
     assert np.all(np.isfinite(y))
+
+
+def test_profiling_overhead_is_what_a_node_that_does_no_work_costs(host_ops):
+    _, y, profiles = host_ops
+    d = profiling_overhead_us(profiles, y)
+    idle = [float(n["median_us"]) for p in profiles for n in p if n["op_type"] in NO_WORK_OPS]
+    assert len(idle) >= 20 and d == pytest.approx(float(np.median(idle)))
+    assert 0 < d < np.percentile([float(n["median_us"]) for p in profiles for n in p], 50)
+    # Without no-work nodes it falls back to the profile totals: built with a known 3 us per node,
+    # the regression finds it.
+    rng = np.random.default_rng(0)
+    fake, ys = [], []
+    for _ in range(30):
+        work = rng.uniform(5, 200, size=int(rng.integers(100, 600)))
+        fake.append([{"op_type": "Conv", "median_us": w + 3.0} for w in work])
+        ys.append(work.sum() / 1e3)
+    assert profiling_overhead_us(fake, ys) == pytest.approx(3.0, abs=0.2)
+    # and the fitted model carries it through its JSON
+    cfgs = host_ops[0]
+    m = OperatorLatencyModel(n_estimators=10, n_folds_sigma=0).fit(cfgs[:40], y[:40], profiles=profiles[:40])
+    back = OperatorLatencyModel.from_dict(json.loads(json.dumps(m.to_dict())))
+    assert m.profiling_overhead_us_ == pytest.approx(profiling_overhead_us(profiles[:40], y[:40]))
+    assert back.profiling_overhead_us_ == m.profiling_overhead_us_
+    assert np.allclose(back.predict(cfgs[40:45])[0], m.predict(cfgs[40:45])[0])

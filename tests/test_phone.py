@@ -228,3 +228,20 @@ def test_shipped_phone_models_are_current_and_load_without_fitting(tmp_path):
     assert time.perf_counter() - t0 < 5.0 and model.source == "nn-meter"
     mean, std = model.predict([ss.PRESETS["edgevit_xxs"]])
     assert mean[0] > 0 and std[0] > 0
+
+
+def test_a_few_shot_table_fits_without_a_held_out_split(tables):
+    # A table of a new device with 2-3 blocks per type (issue #14 item 6, or a short block run) has
+    # nothing to hold out: every type is fitted on all its blocks, says why, and borrows an uncertainty.
+    by_type: dict[str, list[str]] = {}
+    for k in tables["s21"]:
+        by_type.setdefault(k.split("_", 1)[0], []).append(k)
+    keys = [k for t in MAPPED_TYPES for k in by_type[t][:3]]
+    pred = PhoneLatencyPredictor("s21", block_types=MAPPED_TYPES, extrapolation=False).fit(
+        keys, [tables["s21"][k] for k in keys])
+    assert all(pred.heldout_[t]["model"] is None and "no held-out split" in pred.heldout_[t]["why"] for t in MAPPED_TYPES)
+    assert all(0 < pred.sigma_[t]["random"] < 10 for t in MAPPED_TYPES)
+    ms, sd = pred.predict([ss.PRESETS["edgevit_xxs"], ss.PRESETS["edgevit_s"]])
+    assert 0 < ms[0] < ms[1] and np.all(sd > 0)
+    back = PhoneLatencyPredictor.from_dict(json.loads(json.dumps(pred.to_dict())))
+    assert np.allclose(back.predict([ss.PRESETS["edgevit_xxs"]])[0], ms[:1])

@@ -54,6 +54,13 @@ def dataset(store: MeasurementStore, device: str, target: str = "latency"
         raise ValueError(f"target={target!r}: allowed: {', '.join(TARGETS)}")
     col = TARGETS[target]
     rows = [r for r in store.query(device=device, status="ok") if getattr(r, col) is not None and r.config]
+    if target == "latency":
+        from device_farm.measure import stale_norm
+
+        n = stale_norm(rows)
+        if n:  # two definitions of norm_ms in one data set would train on two units
+            raise NoDataError(f"device {device}: {n} of {len(rows)} rows in {store.path} carry norm_ms of an earlier "
+                              f"definition; run 'nas farm renormalise --store {store.path}' (keeps the old values)")
     return [EdgeViTConfig.from_dict(r.config) for r in rows], np.array([getattr(r, col) for r in rows]), rows
 
 

@@ -61,7 +61,8 @@ def stratified_keys(keys: Sequence[str], per_type: Mapping[str, int] = DEFAULT_P
 
 def latency_of(m, farm) -> tuple[float | None, bool]:
     """(ms, clean) of a measurement: the latency of an ``ok`` row; for a ``disturbed`` one, its candle
-    ratio times the device's reference candle (the same unit, marked not clean); None for a failure.
+    ratios normalised as a clean row's are (``device_farm.measure.normalised_ms``: the same unit,
+    marked not clean); None for a failure.
 
     On a machine other jobs share, the protocol flags many runs disturbed (the candle left its
     drift window); their candle ratio still cancels most of what moved, so a bench may use them
@@ -69,10 +70,14 @@ def latency_of(m, farm) -> tuple[float | None, bool]:
     ``disturbed``)."""
     if m.status == "ok":
         return float(m.latency_ms), True
-    if m.status == "disturbed" and m.candle_ratio and m.env.get("candle") and farm.store is not None:
+    if m.status == "disturbed" and m.candle_ratio and farm.store is not None:
+        from device_farm.measure import normalised_ms
+
         refs = farm.store.candle_references(m.device, m.runtime_version, m.threads)
-        if m.env["candle"] in refs:
-            return float(m.candle_ratio * refs[m.env["candle"]]), False
+        ratios = m.env.get("candle_ratios") or ({m.env["candle"]: m.candle_ratio} if m.env.get("candle") else {})
+        ms = normalised_ms(ratios, refs)
+        if ms is not None:
+            return ms, False
     return None, False
 
 

@@ -49,6 +49,8 @@ APPROX_SIGMA = 0.15
 #: Relative uncertainty added (in quadrature) to direct parts for the operator differences a direct
 #: mapping keeps (GELU for h-swish, biases, EdgeViT's exporter against nn-Meter's Keras graph). A judgment.
 DIRECT_SIGMA = 0.05
+#: A block type with fewer measured blocks than this is fitted on all of them, with no held-out split.
+MIN_HELDOUT_ROWS = 5
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,15 @@ class PhoneLatencyPredictor(LatencyEstimator):
             specs = [s for s, _ in rows]
             y = np.array([v for _, v in rows])
             tr, te = random_split(len(y), self.test_size, self.random_state)
+            if len(y) < MIN_HELDOUT_ROWS:
+                # Too few blocks of this type to hold any out (a few-shot table): fit on all of them and let
+                # its uncertainty be the worst held-out figure of the other types (filled in below).
+                reg = self._reg(t, self.model).fit(specs, y)
+                self.heldout_[t] = {"kind": reg.kind_, "n_train": int(len(y)), "model": None,
+                                    "why": f"{len(y)} blocks < {MIN_HELDOUT_ROWS}: no held-out split"}
+                self.sigma_[t] = {}
+                self.regressors_[t] = reg
+                continue
             reg = self._reg(t, self.model).fit([specs[i] for i in tr], y[tr])
             pred = reg.predict([specs[i] for i in te])
             lin_m, rank = baseline([specs[i] for i in tr], y[tr], [specs[i] for i in te], y[te])
@@ -185,11 +196,17 @@ class PhoneLatencyPredictor(LatencyEstimator):
             self.regressors_[t] = self._reg(t, reg.kind_).fit(specs, y) if self.refit_full else reg
         if not self.regressors_:
             raise ValueError(f"blocks: none of the block types {', '.join(self.block_types)}")
+        measured_sigma = [v["random"] for v in self.sigma_.values() if "random" in v]
+        for t, sig in self.sigma_.items():
+            if not sig:
+                sig["random"] = float(max(measured_sigma)) if measured_sigma else 0.5
+        if not pooled_tr:
+            pooled_tr = [r for t in self.regressors_ for r in by_type[t]]
         # rate model: held-out on the pooled split of its block types, transfer to the others, refit on all
         rm = RateModel().fit([s for s, _ in pooled_tr], [v for _, v in pooled_tr])
         te_specs = [s for s, _ in pooled_te]
         te_y = np.array([v for _, v in pooled_te])
-        te_pred = rm.predict(te_specs)
+        te_pred = rm.predict(te_specs) if te_specs else np.zeros(0)
         on_fitted = [i for i, s in enumerate(te_specs) if s.type in rm.block_types]
         self.rate_heldout_ = {}
         if on_fitted:
