@@ -6,8 +6,10 @@ anything) are measured in two passes, each pass its own process, the second star
 again later. Each pass measures every candidate with two protocols, alternating which goes first:
 
 - ``interleaved`` (the farm's default since issue #13): candle(s) and candidate alternating in one
-  worker, several sessions; reported raw (median of the candidate's timings) and normalised
-  (``norm_ms`` = median candidate/candle ratio x the device's fixed reference candle);
+  worker, several sessions; reported raw (median of the candidate's timings), normalised as stored
+  (``norm_ms``: ``device_farm.measure.normalised_ms``, the candles' ratios x their fixed references,
+  weighted by where the candidate lies between them), and every other way of forming it from the
+  same ratios (:func:`estimates`), so that a change of definition is chosen on data;
 - ``before/after`` (the protocol of issue #3, the baseline): candle before and after, candidate until
   its median converges; reported raw and as candle ratio.
 

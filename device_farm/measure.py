@@ -60,19 +60,19 @@ class MeasureProtocol:
     (one per candle) are medians over sessions, and ``norm_ms`` is :func:`normalised_ms`: each candle's
     ratio times its reference (fixed per device in the store), the two weighted by where the
     candidate lies between the candles in log latency.
-    The *anchor check*: every ``anchor_every_s`` the first ``anchors`` reference candidates
-    (:func:`search_space.reference_set`) are measured again, one session each, and the median of
-    their reference ``norm_ms`` over their ``norm_ms`` now (the factor ``k``) is stored with the
-    check and in each measurement's ``env["anchor"]``, a record of how far the device's unit moved.
-    It multiplied ``norm_ms`` until issue #13's second round, when two data sets showed it adding
-    noise (one session per anchor): ``apply_anchor=True`` restores that. ``anchors=0`` switches the
-    check off.
+    The *anchor check* (opt-in, ``anchors=5``): every ``anchor_every_s`` the first ``anchors``
+    reference candidates (:func:`search_space.reference_set`) are measured again, one session each,
+    and the median of their reference ``norm_ms`` over their ``norm_ms`` now (the factor ``k``) is
+    stored with the check and in each measurement's ``env["anchor"]``, a record of how far the
+    device's unit moved. It was on by default and multiplied ``norm_ms`` until issue #13's second
+    round, when two data sets showed it adding noise (one session per anchor; bench/RESULTS.md,
+    farm_noise): ``apply_anchor=True`` restores that.
     ``interleave=False`` is the protocol of issue #3 (candle before and after).
     ``pin_cpus``: CPUs the worker is pinned to (``()``: the profile's ``pin_cores``, else none).
     """
 
     interleave: bool = True
-    anchors: int = 5
+    anchors: int = 0
     anchor_every_s: float = 600.0
     apply_anchor: bool = False
     sessions: int = 2
