@@ -168,12 +168,11 @@ def renormalise(store, device: str | None = None) -> int:
     candle ratios and the store's reference candles); the previous value is kept in
     ``env["norm_ms_before"]``. Returns how many rows changed; rows already current are left alone."""
     changed = []
-    for m in store.query():
-        ratios = m.env.get("candle_ratios")
-        if m.norm_ms is None or not ratios or m.env.get("norm") == NORM_VERSION:
+    for m in store.query(device=device):
+        if not stale_norm([m]):
             continue
-        ms = normalised_ms(ratios, store.candle_references(m.device, m.runtime_version, m.threads))
-        if ms is None or (device is not None and m.device != device):
+        ms = normalised_ms(m.env["candle_ratios"], store.candle_references(m.device, m.runtime_version, m.threads))
+        if ms is None:
             continue
         m.env["norm_ms_before"], m.env["norm"] = m.norm_ms, NORM_VERSION
         m.norm_ms = ms

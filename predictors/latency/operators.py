@@ -18,8 +18,9 @@ per-node times, the median of 20 profiled runs):
    profiling inflates small nodes, so the profile says how the time splits, the measurement how much
    there is. The inflation is a roughly fixed cost per profiled node (the profiler's own timing and
    bookkeeping); :func:`profiling_overhead_us` estimates it from the training profiles (the time of
-   the nodes that do no work) and it is taken off every node before the split. Without it a network of many small nodes -- narrow and deep -- was predicted 31 % too slow
-   on the held-out set of issue #13 (``bench/latency_predictors.py``).
+   the nodes that do no work) and it is taken off every node before the split. Without it a network
+   of many small nodes -- narrow and deep -- was predicted 31 % too slow on the held-out set of issue
+   #13 (``bench/latency_predictors.py``).
 3. One regressor per operator kind (:class:`KindRegressor`): non-negative rates on MACs, elements
    moved and a launch, so that it extrapolates like work does, times boosted trees on the log
    residual from the operator's shape (channels, tokens, kernel, stride, heads). The glue is
@@ -50,7 +51,8 @@ from ..base import LatencyEstimator, ModelFileError, check_configs, check_target
     state_number
 from .trees import TreeEnsemble
 
-__all__ = ["module_path", "attribute", "op_features", "KindRegressor", "OperatorLatencyModel", "OP_FEATURES", "profiling_overhead_us"]
+__all__ = ["module_path", "attribute", "op_features", "KindRegressor", "OperatorLatencyModel", "OP_FEATURES",
+           "NO_WORK_OPS", "profiling_overhead_us"]
 
 
 # ----------------------------------------------------------------------------------------- attribution
@@ -417,5 +419,6 @@ class OperatorLatencyModel(LatencyEstimator):
         self.rel_sigma_ = state_number(s, "rel_sigma", 0.0, 100.0, allow_nan=True)
         self.n_train_ = int(state_number(s, "n_train", 1, 1e9))
         # fitted before the correction existed: no node time was taken off
-        self.profiling_overhead_us_ = state_number(s, "profiling_overhead_us", 0.0, 1e6) if "profiling_overhead_us" in s else 0.0
+        self.profiling_overhead_us_ = (state_number(s, "profiling_overhead_us", 0.0, 1e6)
+                                       if "profiling_overhead_us" in s else 0.0)
         self._cache = {}
