@@ -20,7 +20,10 @@ measurement time per candidate. Target (issue #13): median <= 1.5 %, p90 <= 4 % 
 project stores as truth.
 
 Run: ``python bench/farm_noise.py [--n 40] [--seed 2026] [--gap 600]`` (about 35 min with the
-default gap); writes ``bench/results/farm_noise.json``. ``--pass K --work DIR`` runs one pass (what
+default gap); writes ``bench/results/farm_noise.json``. ``--stores FIRST SECOND`` prints the same
+variants for two stores that measured the same networks against the same reference candles
+(no measurement); ``--json bench/results/farm_noise.json`` the same from a run's JSON. ``--pass K
+--work DIR`` runs one pass (what
 the script spawns).
 """
 from __future__ import annotations
@@ -41,7 +44,7 @@ from benchlib import setup, write_result
 
 setup()
 from device_farm import MeasurementStore, get_profile  # noqa: E402
-from device_farm.measure import CANDLES, Farm, MeasureProtocol, onnx_path_for  # noqa: E402
+from device_farm.measure import CANDLES, Farm, MeasureProtocol, normalised_ms, onnx_path_for  # noqa: E402
 from search_space import PRESETS  # noqa: E402
 from search_space.held_out import official_like  # noqa: E402
 
@@ -79,8 +82,9 @@ def run_pass(work: Path, k: int, n: int, seed: int) -> None:
 def estimates(r: dict) -> dict[str, float]:
     """The interleaved row's normalised latency under each way of forming it (same timings, no new runs).
 
-    ``norm_ms``: as stored (nearest candle's ratio x its reference x the anchor factor); ``nearest, no
-    anchor``: without the anchor factor; ``all candles, no anchor``: the geometric mean over the
+    ``norm_ms``: as the measuring version stored it (before issue #13's second round: the nearest
+    candle's ratio x its reference x the anchor factor); ``nearest, no anchor``: without the anchor
+    factor; ``large candle only``: the large candle's ratio x its reference; ``all candles, no anchor``: the geometric mean over the
     candles of ratio x reference (no choice of candle that could flip between runs); ``candles
     weighted``: the two candles' values weighted by where the candidate lies between them in log
     latency (the nearest one counts most, and nothing flips); ``all candles x anchor``: with the
@@ -90,15 +94,14 @@ def estimates(r: dict) -> dict[str, float]:
     refs, ratios, k = r.get("reference_candles_ms") or {}, r.get("candle_ratios") or {}, r.get("anchor_k") or 1.0
     if r["candle_ratio"] is not None and r.get("candle") in refs:
         out["nearest, no anchor"] = r["candle_ratio"] * refs[r["candle"]]
-    both = {c: ratios[c] * refs[c] for c in ratios if c in refs and ratios[c]}
+    if ratios.get("candle_large") and "candle_large" in refs:
+        out["large candle only"] = ratios["candle_large"] * refs["candle_large"]
+    both = [ratios[c] * refs[c] for c in ratios if c in refs and ratios[c]]
     if both:
-        g = float(np.exp(np.mean(np.log(list(both.values())))))
+        g = float(np.exp(np.mean(np.log(both))))
         out["all candles, no anchor"] = g
         out["all candles x anchor"] = g * k
-        if len(both) == 2:  # weighted by where the candidate lies between the candles (log latency): no flip
-            (c0, n0), (c1, n1) = sorted(both.items(), key=lambda kv: refs[kv[0]])
-            w = float(np.clip(np.log(g / refs[c0]) / np.log(refs[c1] / refs[c0]), 0.0, 1.0))
-            out["candles weighted, no anchor"] = float(np.exp((1 - w) * np.log(n0) + w * np.log(n1)))
+        out["candles weighted, no anchor"] = normalised_ms(ratios, refs)  # what the farm stores since issue #13
     return out
 
 
@@ -108,6 +111,35 @@ def rel_diff(a: dict, b: dict, ids: list[str], proto: str, key: str) -> np.ndarr
     return np.array([abs(estimates(a[i][proto])[key] / estimates(b[i][proto])[key] - 1) for i in ids])
 
 
+def store_rows(path: Path, device: str = "host") -> dict[str, dict]:
+    """Interleaved rows of a store in the form a pass records them (``norm_ms`` as first stored)."""
+    store = MeasurementStore(path)
+    out = {}
+    for m in store.query(device=device):
+        out[m.arch_id] = {"interleaved": {
+            "status": m.status, "median_ms": m.median_ms, "norm_ms": m.env.get("norm_ms_before", m.norm_ms),
+            "candle_ratio": m.candle_ratio, "candle": m.env.get("candle"), "candle_ratios": m.env.get("candle_ratios"),
+            "reference_candles_ms": store.candle_references(m.device, m.runtime_version, m.threads),
+            "anchor_k": (m.env.get("anchor") or {}).get("k")}}
+    return out
+
+
+def compare_stores(first: Path, second: Path) -> None:
+    """The variants table for two stores' common networks, clean in both (prints; writes nothing)."""
+    variants_table(store_rows(first), store_rows(second), f"{first} and {second}")
+
+
+def variants_table(A: dict, B: dict, what: str) -> None:
+    """Every way of forming the normalised latency (:func:`estimates`), first run against second."""
+    ids = [i for i in B if i in A and A[i]["interleaved"]["status"] == "ok" == B[i]["interleaved"]["status"]]
+    print(f"{len(ids)} networks clean in both {what}")
+    print(f"{'relative difference, first vs second':50} {'median':>8} {'p90':>8} {'max':>8}")
+    for key in ("median_ms", "norm_ms", "nearest, no anchor", "large candle only", "all candles, no anchor",
+                "candles weighted, no anchor", "all candles x anchor"):
+        d = rel_diff(A, B, ids, "interleaved", key)
+        print(f"{key:50} {np.median(d):>8.2%} {np.percentile(d, 90):>8.2%} {d.max():>8.2%}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=40)
@@ -115,9 +147,21 @@ def main() -> None:
     ap.add_argument("--gap", type=float, default=600.0, help="seconds between the end of pass 1 and pass 2")
     ap.add_argument("--pass", dest="pass_", type=int, help="run one pass in this process (internal)")
     ap.add_argument("--work", type=Path)
+    ap.add_argument("--stores", nargs=2, type=Path, metavar=("FIRST", "SECOND"),
+                    help="no measurement: compare two stores holding the same networks measured against the same "
+                         "reference candles (e.g. runs/farm/host_v2.sqlite and a re-measurement of its held-out set)")
+    ap.add_argument("--json", type=Path, help="no measurement: the variants table of a written farm_noise.json")
     args = ap.parse_args()
     if args.pass_:
         run_pass(args.work, args.pass_, args.n, args.seed)
+        return
+    if args.stores:
+        compare_stores(*args.stores)
+        return
+    if args.json:
+        d = json.loads(args.json.read_text())
+        pc = d["per_candidate"]
+        variants_table({i: v["pass1"] for i, v in pc.items()}, {i: v["pass2"] for i, v in pc.items()}, str(args.json))
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -138,7 +182,8 @@ def main() -> None:
     gap_s = b["start"] - a["end"]
     A, B = a["rows"], b["rows"]
     table, results = [], {}
-    variants = ("nearest, no anchor", "all candles, no anchor", "candles weighted, no anchor", "all candles x anchor")
+    variants = ("nearest, no anchor", "large candle only", "all candles, no anchor", "candles weighted, no anchor",
+                "all candles x anchor")
     for proto, keys in (("interleaved", ("median_ms", "norm_ms", *variants)),
                         ("before/after", ("median_ms", "candle_ratio"))):
         ids = [c.arch_id for c in cfgs if A[c.arch_id][proto]["status"] == "ok" == B[c.arch_id][proto]["status"]]

@@ -65,10 +65,10 @@ def measured_table(device: str, store: Path, chosen: list[str], keys: list[str])
     """``device``'s block table: the chosen blocks and phone_validation's stratified keys (reused from the store)."""
     from device_farm import MeasurementStore, get_profile
     from device_farm.measure import Farm
-    from predictors.latency.phone.device_table import DEFAULT_PER_TYPE, measure_block_table, stratified_keys
+    from predictors.latency.phone.device_table import measure_block_table, quota, stratified_keys
 
     # the keys bench/phone_validation.py measures by default (--per-type 40 --small 12)
-    per_type = {t: (12 if t in ("firstconv", "mbpool") else 40) for t in DEFAULT_PER_TYPE}
+    per_type = quota(40, 12)
     want = list(dict.fromkeys(chosen + stratified_keys(keys, per_type, seed=0)))
 
     def progress(key, m, i, n):

@@ -51,7 +51,7 @@ import search_space as ss  # noqa: E402
 from device_farm import MeasurementStore, get_profile  # noqa: E402
 from device_farm.measure import Farm  # noqa: E402
 from predictors.latency.phone import PROVENANCES, PhoneLatencyPredictor, load_table  # noqa: E402
-from predictors.latency.phone.device_table import (DEFAULT_PER_TYPE, latency_of,  # noqa: E402
+from predictors.latency.phone.device_table import (latency_of, quota,  # noqa: E402
                                                    measure_block_table, stratified_keys, write_table)
 from predictors.latency.phone.mapping import MAPPINGS  # noqa: E402
 from search_space.held_out import HELD_OUT_SEED, official_like  # noqa: E402
@@ -165,7 +165,7 @@ def main() -> None:
     profile = get_profile(args.device)
     farm = Farm(MeasurementStore(args.store))
     t0 = time.perf_counter()
-    per_type = {t: (args.small if t in ("firstconv", "mbpool") else args.per_type) for t in DEFAULT_PER_TYPE}
+    per_type = quota(args.per_type, args.small)
     keys = stratified_keys(list(load_table("s21")), per_type, seed=0)
 
     def progress(key, m, i, n):

@@ -169,7 +169,7 @@ def renormalise(store, device: str | None = None) -> int:
     ``env["norm_ms_before"]``. Returns how many rows changed; rows already current are left alone."""
     changed = []
     for m in store.query(device=device):
-        if not stale_norm([m]):
+        if not _stale(m):
             continue
         ms = normalised_ms(m.env["candle_ratios"], store.candle_references(m.device, m.runtime_version, m.threads))
         if ms is None:
@@ -180,9 +180,13 @@ def renormalise(store, device: str | None = None) -> int:
     return store.put_many(changed)
 
 
+def _stale(m) -> bool:
+    return m.norm_ms is not None and bool(m.env.get("candle_ratios")) and m.env.get("norm") != NORM_VERSION
+
+
 def stale_norm(rows) -> int:
     """How many of ``rows`` carry a ``norm_ms`` of an earlier definition (see :func:`renormalise`)."""
-    return sum(1 for m in rows if m.norm_ms is not None and m.env.get("candle_ratios") and m.env.get("norm") != NORM_VERSION)
+    return sum(map(_stale, rows))
 
 
 def model_path_for(cfg: EdgeViTConfig | Network, profile: DeviceProfile, cache_dir: Path) -> Path:

@@ -29,13 +29,18 @@ from search_space.files import atomic_write
 from .blocks import BLOCK_TYPES, parse_key
 from .torch_blocks import BlockNetwork, NullNetwork
 
-__all__ = ["DEFAULT_PER_TYPE", "stratified_keys", "latency_of", "measure_block_table", "write_table", "read_table"]
+__all__ = ["DEFAULT_PER_TYPE", "quota", "stratified_keys", "latency_of", "measure_block_table", "write_table", "read_table"]
 
 #: Keys per block type: every firstconv (12 in the tables), most mbpool, 50 of the large types.
 DEFAULT_PER_TYPE: dict[str, int] = {"firstconv": 12, "conv": 50, "transds": 50, "transattn": 50, "transffn": 50,
                                     "mbpool": 24}
 #: A block's time after the overhead is subtracted is kept at least this share of its raw time.
 _FLOOR = 0.25
+
+
+def quota(large: int, small: int) -> dict[str, int]:
+    """Keys per type: ``small`` of the few-keyed types (firstconv, mbpool), ``large`` of the others."""
+    return {t: (small if t in ("firstconv", "mbpool") else large) for t in DEFAULT_PER_TYPE}
 
 
 def stratified_keys(keys: Sequence[str], per_type: Mapping[str, int] = DEFAULT_PER_TYPE, seed: int = 0) -> list[str]:
