@@ -19,12 +19,13 @@ median, 90th percentile and maximum of the relative difference between the passe
 measurement time per candidate. Target (issue #13): median <= 1.5 %, p90 <= 4 % for the latency the
 project stores as truth.
 
-Run: ``python bench/farm_noise.py [--n 40] [--seed 2026] [--gap 600]`` (about 35 min with the
-default gap); writes ``bench/results/farm_noise.json``. ``--stores FIRST SECOND`` prints the same
-variants for two stores that measured the same networks against the same reference candles
-(no measurement); ``--json bench/results/farm_noise.json`` the same from a run's JSON. ``--pass K
---work DIR`` runs one pass (what
-the script spawns).
+Run: ``python bench/farm_noise.py [--n 40] [--seed 2026] [--gap 600] [--protocols interleaved]
+[--set held-out]`` (about 35 min with the default gap and both protocols, 25 min with the interleaved
+one alone); writes ``bench/results/farm_noise.json`` (``farm_noise_held_out.json`` with ``--set
+held-out``: the latency predictors' held-out set, extremes of width and depth included).
+``--stores FIRST SECOND`` prints the same variants for two stores that measured the same networks
+against the same reference candles (no measurement); ``--json bench/results/farm_noise.json`` the
+same from a run's JSON. ``--pass K --work DIR`` runs one pass (what the script spawns).
 """
 from __future__ import annotations
 
@@ -46,19 +47,25 @@ setup()
 from device_farm import MeasurementStore, get_profile  # noqa: E402
 from device_farm.measure import CANDLES, Farm, MeasureProtocol, normalised_ms, onnx_path_for  # noqa: E402
 from search_space import PRESETS  # noqa: E402
-from search_space.held_out import official_like  # noqa: E402
+from search_space.held_out import held_out_set, official_like  # noqa: E402
 
 PROTOCOLS = {"interleaved": MeasureProtocol(), "before/after": MeasureProtocol(interleave=False)}
 
 
-def run_pass(work: Path, k: int, n: int, seed: int) -> None:
-    """One pass in this process: every candidate under both protocols, into the pass's own stores."""
-    cfgs = official_like(n, seed)
+def candidates(which: str, n: int, seed: int) -> list:
+    """``official_like``: n constructor-like networks (seed); ``held-out``: the latency predictors' whole
+    held-out set (n constructor-like networks of its fixed seed, the presets, the width/depth extremes)."""
+    return official_like(n, seed) if which == "official_like" else held_out_set(n)
+
+
+def run_pass(work: Path, k: int, n: int, seed: int, protocols: list[str], which: str = "official_like") -> None:
+    """One pass in this process: every candidate under the protocols, into the pass's own stores."""
+    cfgs = candidates(which, n, seed)
     profile = get_profile("host")
     rows = {}
     t_pass = time.time()
     for i, cfg in enumerate(cfgs):
-        names = list(PROTOCOLS) if (i + k) % 2 == 0 else list(PROTOCOLS)[::-1]
+        names = protocols if (i + k) % 2 == 0 else protocols[::-1]
         for name in names:
             store = work / f"pass{k}-{name.replace('/', '_')}.sqlite"
             if not store.exists():
@@ -86,9 +93,11 @@ def estimates(r: dict) -> dict[str, float]:
     candle's ratio x its reference x the anchor factor); ``nearest, no anchor``: without the anchor
     factor; ``large candle only``: the large candle's ratio x its reference; ``all candles, no anchor``: the geometric mean over the
     candles of ratio x reference (no choice of candle that could flip between runs); ``candles
-    weighted``: the two candles' values weighted by where the candidate lies between them in log
-    latency (the nearest one counts most, and nothing flips); ``all candles x anchor``: with the
-    anchor factor.
+    weighted``: the values of the candles either side of the candidate weighted by where it lies
+    between them in log latency (the nearest one counts most, and nothing flips; what the farm
+    stores); ``small + large weighted``: the same from the small and the large candle alone (what was
+    stored before the middle candle, issue #13's third round); ``middle candle only``; ``all
+    candles x anchor``: with the anchor factor.
     """
     out = {"norm_ms": r["norm_ms"]}
     refs, ratios, k = r.get("reference_candles_ms") or {}, r.get("candle_ratios") or {}, r.get("anchor_k") or 1.0
@@ -96,6 +105,11 @@ def estimates(r: dict) -> dict[str, float]:
         out["nearest, no anchor"] = r["candle_ratio"] * refs[r["candle"]]
     if ratios.get("candle_large") and "candle_large" in refs:
         out["large candle only"] = ratios["candle_large"] * refs["candle_large"]
+    if ratios.get("candle_mid") and "candle_mid" in refs:
+        out["middle candle only"] = ratios["candle_mid"] * refs["candle_mid"]
+        two = {c: ratios[c] for c in ("candle", "candle_large") if ratios.get(c)}
+        if len(two) == 2:
+            out["small + large weighted"] = normalised_ms(two, refs)
     both = [ratios[c] * refs[c] for c in ratios if c in refs and ratios[c]]
     if both:
         g = float(np.exp(np.mean(np.log(both))))
@@ -103,6 +117,10 @@ def estimates(r: dict) -> dict[str, float]:
         out["all candles x anchor"] = g * k
         out["candles weighted, no anchor"] = normalised_ms(ratios, refs)  # what the farm stores since issue #13
     return out
+
+
+VARIANTS = ("nearest, no anchor", "large candle only", "middle candle only", "small + large weighted",
+            "all candles, no anchor", "candles weighted, no anchor", "all candles x anchor")
 
 
 def rel_diff(a: dict, b: dict, ids: list[str], proto: str, key: str) -> np.ndarray:
@@ -134,8 +152,10 @@ def variants_table(A: dict, B: dict, what: str) -> None:
     ids = [i for i in B if i in A and A[i]["interleaved"]["status"] == "ok" == B[i]["interleaved"]["status"]]
     print(f"{len(ids)} networks clean in both {what}")
     print(f"{'relative difference, first vs second':50} {'median':>8} {'p90':>8} {'max':>8}")
-    for key in ("median_ms", "norm_ms", "nearest, no anchor", "large candle only", "all candles, no anchor",
-                "candles weighted, no anchor", "all candles x anchor"):
+    for key in ("median_ms", "norm_ms", *VARIANTS):
+        if key in VARIANTS and not all(key in estimates(A[i]["interleaved"]) and key in estimates(B[i]["interleaved"])
+                                       for i in ids):
+            continue  # a variant these rows cannot form (no middle candle before issue #13's third round)
         d = rel_diff(A, B, ids, "interleaved", key)
         print(f"{key:50} {np.median(d):>8.2%} {np.percentile(d, 90):>8.2%} {d.max():>8.2%}")
 
@@ -147,13 +167,19 @@ def main() -> None:
     ap.add_argument("--gap", type=float, default=600.0, help="seconds between the end of pass 1 and pass 2")
     ap.add_argument("--pass", dest="pass_", type=int, help="run one pass in this process (internal)")
     ap.add_argument("--work", type=Path)
+    ap.add_argument("--set", dest="which", choices=("official_like", "held-out"), default="official_like",
+                    help="official_like: --n constructor-like networks of --seed; held-out: the latency predictors' "
+                         "held-out set (--n constructor-like, the presets, the width/depth extremes)")
+    ap.add_argument("--protocols", nargs="+", choices=list(PROTOCOLS), default=list(PROTOCOLS),
+                    help="which protocols each pass measures (default both; the interleaved one alone takes "
+                         "about half the time)")
     ap.add_argument("--stores", nargs=2, type=Path, metavar=("FIRST", "SECOND"),
                     help="no measurement: compare two stores holding the same networks measured against the same "
                          "reference candles (e.g. runs/farm/host_v2.sqlite and a re-measurement of its held-out set)")
     ap.add_argument("--json", type=Path, help="no measurement: the variants table of a written farm_noise.json")
     args = ap.parse_args()
     if args.pass_:
-        run_pass(args.work, args.pass_, args.n, args.seed)
+        run_pass(args.work, args.pass_, args.n, args.seed, args.protocols, args.which)
         return
     if args.stores:
         compare_stores(*args.stores)
@@ -165,7 +191,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        cfgs = official_like(args.n, args.seed)
+        cfgs = candidates(args.which, args.n, args.seed)
         for cfg in [*CANDLES, *cfgs]:  # export first so no pass pays for it
             onnx_path_for(cfg, work / "onnx")
         # The device's reference candles, set once in a store both passes start from.
@@ -176,16 +202,17 @@ def main() -> None:
                 print(f"waiting {args.gap:.0f} s before pass 2", flush=True)
                 time.sleep(args.gap)
             subprocess.run([sys.executable, __file__, "--pass", str(k), "--work", str(work), "--n", str(args.n),
-                            "--seed", str(args.seed)], check=True)
+                            "--seed", str(args.seed), "--set", args.which, "--protocols", *args.protocols], check=True)
         a = json.loads((work / "pass1.json").read_text())
         b = json.loads((work / "pass2.json").read_text())
     gap_s = b["start"] - a["end"]
     A, B = a["rows"], b["rows"]
     table, results = [], {}
-    variants = ("nearest, no anchor", "large candle only", "all candles, no anchor", "candles weighted, no anchor",
-                "all candles x anchor")
+    variants = VARIANTS
     for proto, keys in (("interleaved", ("median_ms", "norm_ms", *variants)),
                         ("before/after", ("median_ms", "candle_ratio"))):
+        if proto not in args.protocols:
+            continue
         ids = [c.arch_id for c in cfgs if A[c.arch_id][proto]["status"] == "ok" == B[c.arch_id][proto]["status"]]
         for key in keys:
             if key in variants:
@@ -199,19 +226,20 @@ def main() -> None:
                               "max": float(d.max())}
             table.append(f"{label:50} {len(ids):>4} {np.median(d):>8.2%} {np.percentile(d, 90):>8.2%} {d.max():>8.2%}")
     statuses = {p: {s: sum(r[p]["status"] == s for r in [*A.values(), *B.values()]) for s in ("ok", "disturbed", "failed")}
-                for p in PROTOCOLS}
-    seconds = {p: float(np.median([r[p]["seconds"] for r in [*A.values(), *B.values()]])) for p in PROTOCOLS}
+                for p in args.protocols}
+    seconds = {p: float(np.median([r[p]["seconds"] for r in [*A.values(), *B.values()]])) for p in args.protocols}
     lat = np.array([A[c.arch_id]["interleaved"]["median_ms"] or np.nan for c in cfgs])
-    print(f"\n{len(cfgs)} constructor-like candidates, latency {np.nanmin(lat):.1f}-{np.nanmax(lat):.1f} ms "
+    print(f"\n{len(cfgs)} candidates ({args.which}), latency {np.nanmin(lat):.1f}-{np.nanmax(lat):.1f} ms "
           f"(median {np.nanmedian(lat):.1f}); pass 2 began {gap_s / 60:.1f} min after pass 1 ended")
     print(f"{'relative difference, pass 1 vs 2':50} {'n':>4} {'median':>8} {'p90':>8} {'max':>8}")
     print("\n".join(table))
     print(f"statuses over both passes: {statuses}")
     print("median seconds per candidate: " + ", ".join(f"{p} {s:.1f}" for p, s in seconds.items()))
-    write_result("farm_noise", {
-        "n": args.n, "seed": args.seed, "candidates": "search_space.held_out.official_like", "gap_s": gap_s,
+    write_result("farm_noise" if args.which == "official_like" else "farm_noise_held_out", {
+        "n": args.n, "seed": args.seed, "gap_s": gap_s,
+        "candidates": "search_space.held_out." + ("official_like" if args.which == "official_like" else "held_out_set"),
         "pass_times": {"pass1": [a["start"], a["end"]], "pass2": [b["start"], b["end"]]},
-        "protocols": {p: asdict(pr) for p, pr in PROTOCOLS.items()},
+        "protocols": {p: asdict(PROTOCOLS[p]) for p in args.protocols},
         "rel_diff": results, "statuses": statuses, "seconds_per_candidate": seconds,
         "latency_ms": {"min": float(np.nanmin(lat)), "median": float(np.nanmedian(lat)), "max": float(np.nanmax(lat))},
         "per_candidate": {i: {"pass1": A[i], "pass2": B[i]} for i in A}, "table": table,

@@ -62,6 +62,13 @@ def host_root(tmp_path_factory, host_store) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory) -> Path:
+    """One ONNX export cache for the tests that measure: exporting a network takes about a second, and
+    several tests measure the same presets and candles (``Farm(store, onnx_cache)``)."""
+    return tmp_path_factory.mktemp("onnx")
+
+
 HOST_V2 = Path(__file__).parent / "data" / "host_v2.csv"
 HOST_V2_OPS = Path(__file__).parent / "data" / "host_v2_op_profiles.csv.gz"
 

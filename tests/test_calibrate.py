@@ -2,6 +2,7 @@
 shipped host measurements, and the saved model loaded back through the device facade."""
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -9,10 +10,8 @@ from scipy.stats import spearmanr
 
 from device_farm import MeasurementStore
 from device_farm.measure import Farm
-from predictors.latency import (METHODS, FewShotAdapter, calibrate_device, calibration_set, dataset, load_device_model,
-                                train)
+from predictors.latency import METHODS, FewShotAdapter, calibrate_device, calibration_set, dataset, load_device_model
 from search_space import reference_set
-from test_latency_predictors import DATA
 from test_measure import QUICK
 
 
@@ -35,20 +34,21 @@ def test_adapter_round_trips_and_refuses_too_few_points():
         FewShotAdapter(bases={"b": base}).fit(cfgs[:3], y[:3])
 
 
-def test_calibrating_a_new_local_device_against_the_host_model(tmp_path, monkeypatch):
+def test_calibrating_a_new_local_device_against_the_host_model(tmp_path, monkeypatch, host_store, host_root, onnx_cache):
     devices = tmp_path / "devices"
     devices.mkdir()
     (devices / "box.toml").write_text('id = "box"\nname = "Another box"\nbackend = "onnxruntime"\nruntime = "onnxruntime"\n')
     monkeypatch.setenv("EDGEVIT_NAS_DEVICES", str(devices))
     root = tmp_path / "predictors"
-    shipped = MeasurementStore(tmp_path / "shipped.sqlite")
-    shipped.import_csv(DATA)
-    train(shipped, "host", method="kernel").save(root / "host-latency.json")
+    root.mkdir()
+    shutil.copy(host_root / "host-latency.json", root)  # the host model trained on the shipped measurements
+    shipped = MeasurementStore(host_store)
 
     # a looser protocol than QUICK: this test checks the calibration path, not the instrument's precision
-    fast = dataclasses.replace(QUICK, session_seconds=0.5, rounds_min=4, max_seconds=2.0, min_repeats=5,
-                               candle_repeats=3, profile_runs=5)
-    farm = Farm(MeasurementStore(tmp_path / "box.sqlite"), protocol=fast)
+    # (one session per measurement: each session is a new worker process, most of this test's time)
+    fast = dataclasses.replace(QUICK, sessions=1, max_sessions=1, session_seconds=0.5, rounds_min=4, max_seconds=2.0,
+                               min_repeats=5, candle_repeats=3, profile_runs=5)
+    farm = Farm(MeasurementStore(tmp_path / "box.sqlite"), onnx_cache, protocol=fast)
     path, adapter = calibrate_device("box", farm, n=10, root=root, bases=["host"])
     clean = len(farm.store.query(device="box", status="ok"))  # disturbed runs are not learned from
     # onnxruntime profiles operators, so the operator model fitted on the calibration measurements is a base too

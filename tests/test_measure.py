@@ -17,8 +17,8 @@ SMALL = PRESETS["edgevit_xxs"].replace(resolution=160)
 
 
 @pytest.fixture
-def farm(tmp_path):
-    return Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=QUICK)
+def farm(tmp_path, onnx_cache):
+    return Farm(MeasurementStore(tmp_path / "m.sqlite"), onnx_cache, protocol=QUICK)
 
 
 def test_interleaved_measurement_has_ratios_sessions_and_a_normalised_latency(farm):
@@ -52,8 +52,8 @@ def test_sessions_are_judged_by_their_closest_pair():
     assert _closest_pair(s[:1]) == (0.0, (0,))
 
 
-def test_before_after_protocol_still_measures(tmp_path):
-    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=BEFORE_AFTER)
+def test_before_after_protocol_still_measures(tmp_path, onnx_cache):
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), onnx_cache, protocol=BEFORE_AFTER)
     m = farm.measure(SMALL, get_profile("host"))
     assert m.status in ("ok", "disturbed"), m.error  # a loaded machine moves its candle: that is what it detects
     assert m.repeats >= BEFORE_AFTER.min_repeats and m.candle_ratio == pytest.approx(m.median_ms / m.candle_ms)
@@ -67,7 +67,8 @@ def test_export_is_cached_by_architecture_id(farm):
     assert p1.name == f"{SMALL.arch_id}.onnx"
 
 
-def test_session_creation_failure_is_recorded_with_its_error(farm):
+def test_session_creation_failure_is_recorded_with_its_error(tmp_path):
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=QUICK)  # its own cache: it plants a bad file
     bad = PRESETS["edgevit_xs"].replace(resolution=128)
     farm.cache_dir.mkdir(parents=True, exist_ok=True)
     (farm.cache_dir / f"{bad.arch_id}.onnx").write_bytes(b"this is not an onnx model")
@@ -82,8 +83,8 @@ def test_hanging_worker_times_out_into_a_failure(tmp_path):
     assert m.status == "failed" and "timed out after" in m.error
 
 
-def test_candle_outside_its_band_marks_disturbed_and_remeasures(tmp_path):
-    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=BEFORE_AFTER)
+def test_candle_outside_its_band_marks_disturbed_and_remeasures(tmp_path, onnx_cache):
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), onnx_cache, protocol=BEFORE_AFTER)
     # Seed the device's history with clean candles at 0.1 ms: the real candle (a few ms) is far off it.
     from device_farm import Measurement
 
@@ -103,8 +104,8 @@ def test_judge_flags_a_candle_that_moved_during_the_run(farm):
     assert farm._judge({"candle_before": [2.0] * 5, "candle_after": [2.02] * 5}, [2.0] * 10) == []
 
 
-def test_profile_ops_stores_per_operator_times(tmp_path):
-    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=dataclasses.replace(QUICK, profile_ops=True, profile_runs=5))
+def test_profile_ops_stores_per_operator_times(tmp_path, onnx_cache):
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), onnx_cache, protocol=dataclasses.replace(QUICK, profile_ops=True, profile_runs=5))
     m = farm.measure(CANDLE, get_profile("host"))
     ops = farm.store.op_profile(m.arch_id, "host")
     assert len(ops) > 50 and {"Conv", "MatMul"} & {o["op_type"] for o in ops}
@@ -112,11 +113,11 @@ def test_profile_ops_stores_per_operator_times(tmp_path):
     assert "op_profile" not in farm.store.query(arch_id=m.arch_id)[0].env
 
 
-def test_anchor_checks_fix_the_unit_once_and_correct_later_measurements(tmp_path):
+def test_anchor_checks_fix_the_unit_once_and_correct_later_measurements(tmp_path, onnx_cache):
     """The first anchor check sets the anchors' references (factor 1); a later check compares against them,
     and every normalised latency carries the factor of the check before it (issue #13)."""
     p = dataclasses.replace(QUICK, anchors=2, anchor_every_s=0.0)  # every measurement checks again
-    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=p)
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), onnx_cache, protocol=p)
     m1 = farm.measure(SMALL, get_profile("host"))
     assert m1.status == "ok", m1.error
     refs = farm.store.anchor_references("host", m1.runtime_version, 1)

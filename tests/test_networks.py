@@ -34,8 +34,8 @@ def test_a_configuration_is_a_network_with_its_own_id():
         as_network("edgevit_xxs")
 
 
-def test_farm_measures_a_timm_model_like_a_candidate(tmp_path):
-    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=QUICK)
+def test_farm_measures_a_timm_model_like_a_candidate(tmp_path, onnx_cache):
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), onnx_cache, protocol=QUICK)
     net = load_network("timm:mobilenetv3_small_050@128")
     m = farm.measure(net, get_profile("host"))
     assert m.status in ("ok", "disturbed"), m.error  # a loaded machine may disturb it: what the protocol detects
