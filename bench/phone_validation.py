@@ -31,10 +31,15 @@ Printed:
 Run: ``python bench/phone_validation.py --device host-litert`` (needs the [tflite] extra; resumes
 from the store: measured blocks and networks are not measured again). Writes
 bench/results/phone_validation.json and the table bench/results/<device>_blocks.json.gz.
+``--recorded bench/results/phone_validation.json``: no measurement; every mapping version refitted on
+the written block table and judged on the networks' latencies recorded in that file (sections 3 and
+4; writes bench/results/phone_validation_recorded.json): how a mapping change is checked without
+measuring again.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -52,7 +57,7 @@ from device_farm import MeasurementStore, get_profile  # noqa: E402
 from device_farm.measure import Farm  # noqa: E402
 from predictors.latency.phone import PROVENANCES, PhoneLatencyPredictor, load_table  # noqa: E402
 from predictors.latency.phone.device_table import (latency_of, quota,  # noqa: E402
-                                                   measure_block_table, stratified_keys, write_table)
+                                                   measure_block_table, read_table, stratified_keys, write_table)
 from predictors.latency.phone.mapping import MAPPINGS  # noqa: E402
 from search_space.held_out import HELD_OUT_SEED, official_like  # noqa: E402
 from search_space.networks import HalfBlockNetwork, half_blocks  # noqa: E402
@@ -148,6 +153,59 @@ def measure_parts(farm, profile, cfg: ss.EdgeViTConfig, overhead: float, version
     return out
 
 
+def judge(device: str, table: dict, kept: list, meas: np.ndarray, sets: np.ndarray, mapping: str) -> dict:
+    """One mapping version fitted on ``table`` and judged on the measured networks (all, random, held-out)."""
+    pred = PhoneLatencyPredictor(device, mapping=mapping).fit(list(table), list(table.values()))
+    parts = pred.predict_parts(kept)
+    p = np.array([x.total_ms for x in parts])
+    entry = {"all": rescaled(meas, p), "attribution": attribution(meas, parts), "predicted_ms": p.tolist(),
+             "heldout_blocks": {t: h["model"] for t, h in pred.heldout_.items()},
+             "kinds": {t: r.kind_ for t, r in pred.regressors_.items()}}
+    for s in ("random", "held_out"):
+        idx = sets == s
+        entry[s] = rescaled(meas[idx], p[idx])
+    return entry
+
+
+def recorded(path: Path, mappings: list[str]) -> None:
+    """Every mapping judged on a written run's block table and network latencies (no measurement)."""
+    run = json.loads(path.read_text())
+    device = run["device"]
+    table = read_table(RESULTS.parent.parent / run["table"]["path"])
+    nets = {c.arch_id: (s, c) for s, c in networks(60, 9, 14)}  # the run's defaults (--random 60 --held-out 9 --seed 14)
+    ids = run["networks"]["arch_ids"]
+    missing = [a for a in ids if a not in nets]
+    if missing:
+        raise SystemExit(f"--recorded: {len(missing)} networks of {path} are not the default draw "
+                         f"(e.g. {missing[0]}): rerun with the measuring command's --random/--held-out/--seed")
+    kept = [nets[a][1] for a in ids]
+    sets = np.array(run["networks"]["sets"])
+    meas = np.array(run["networks"]["latency_ms"])
+    macs = np.array([ss.cost(c).macs for c in kept], float)
+    params = np.array([ss.cost(c).params for c in kept], float)
+    print(f"{len(kept)} networks measured on {device} ({run['date']}), {len(table)} blocks; no new measurement")
+    print(f"  {'predictor':<28} {'set':<9} {'n':>3} {'ratio':>6} {'<=10%':>6} {'<=5%':>6} {'tau':>6} {'rho':>6}")
+    out = {"recorded": str(path), "recorded_date": run["date"], "device": device, "mappings": {},
+           "baselines": {"macs": rescaled(meas, macs), "linear_macs_params_cv5": linear_cv(meas, np.c_[macs, params])}}
+    for mapping in mappings:
+        e = out["mappings"][mapping] = judge(device, table, kept, meas, sets, mapping)
+        for s in ("all", "random", "held_out"):
+            r = e[s]
+            print(f"  {('phone model, mapping ' + mapping) if s == 'all' else '':<28} {s:<9} {r['n']:>3} "
+                  f"{r['median_ratio']:>6.3f} {r['within_10']:>6.1%} {r['within_5']:>6.1%} {r['kendall_tau']:>6.3f} "
+                  f"{r['spearman']:>6.3f}")
+    for name, r in (("MACs (one scalar)", out["baselines"]["macs"]),
+                    ("linear MACs+params (CV)", out["baselines"]["linear_macs_params_cv5"])):
+        print(f"  {name:<28} {'all':<9} {r['n']:>3} {'-':>6} {r['within_10']:>6.1%} {r['within_5']:>6.1%} "
+              f"{r['kendall_tau']:>6.3f} {r['spearman']:>6.3f}")
+    print("\nwhere the error sits (share of the prediction; NNLS coefficient: measured ~ sum of c x part)")
+    for mapping in mappings:
+        a = out["mappings"][mapping]["attribution"]
+        print(f"  mapping {mapping}: " + ", ".join(f"{k} {a['share'][k]:.2f} (c={a['nnls_by_provenance'][k]:.2f})"
+                                               for k in PROVENANCES))
+    write_result("phone_validation_recorded", out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="host-litert")
@@ -160,7 +218,12 @@ def main() -> None:
     ap.add_argument("--mappings", nargs="+", default=list(MAPPINGS))
     ap.add_argument("--parts", type=int, default=2, help="random networks measured half-block by half-block (besides "
                                                           "the presets; -1: no part-by-part check)")
+    ap.add_argument("--recorded", type=Path, help="no measurement: judge every mapping on the block table and the "
+                                                   "network latencies a run wrote (its phone_validation.json)")
     args = ap.parse_args()
+    if args.recorded:
+        recorded(args.recorded, args.mappings)
+        return
 
     profile = get_profile(args.device)
     farm = Farm(MeasurementStore(args.store))

@@ -245,3 +245,37 @@ def test_a_few_shot_table_fits_without_a_held_out_split(tables):
     assert 0 < ms[0] < ms[1] and np.all(sd > 0)
     back = PhoneLatencyPredictor.from_dict(json.loads(json.dumps(pred.to_dict())))
     assert np.allclose(back.predict([ss.PRESETS["edgevit_xxs"]])[0], ms[:1])
+
+
+def test_heads_change_only_the_score_work_of_an_attention_block():
+    from predictors.latency.phone.blocks import BlockSpec, block_work
+
+    nn = block_work(BlockSpec("transattn", 64, 128, 128, v_scale=1.0))  # nn-Meter's C/16 = 8 heads
+    two = block_work(BlockSpec("transattn", 64, 128, 128, v_scale=1.0, heads=2))  # EdgeViT-like head_dim 64
+    assert two.mm_macs == pytest.approx(nn.mm_macs) and two.dense_macs == pytest.approx(nn.dense_macs)
+    assert two.attn_elems == pytest.approx(nn.attn_elems / 4)  # the score tensor: heads x N^2
+    assert BlockSpec("transattn", 64, 128, 128, v_scale=1.0, heads=2).key() == "transattn_64_128_hard_swish_1_ln"
+
+
+def test_mapping_v2_queries_attention_with_the_candidates_heads_and_prices_it_by_work(tables):
+    xxs = ss.PRESETS["edgevit_xxs"]
+    v1, v2 = map_candidate(xxs, "v1"), map_candidate(xxs, "v2")
+    assert [(p.half_block, p.part, p.provenance) for p in v1] == [(p.half_block, p.part, p.provenance) for p in v2]
+    att = [(a, b) for a, b in zip(v1, v2) if a.part == "attention"]
+    assert att and all(a.spec.heads == 0 and b.spec.heads == xxs.stages[int(b.half_block.split(".")[1])].heads
+                       for a, b in att)
+    assert all(a.spec == b.spec for a, b in zip(v1, v2) if a.part != "attention")
+    keys = [k for k in tables["s21"] if k.split("_", 1)[0] in MAPPED_TYPES][::6]
+    pred = PhoneLatencyPredictor("s21", block_types=MAPPED_TYPES, extrapolation=False, refit_full=False,
+                                 mapping="v2").fit(keys, [tables["s21"][k] for k in keys])
+    assert pred.regressors_["transattn"].kind_ == "rate"
+    # fewer heads than C/16 (XXS: head_dim 36): less score work, a faster attention than the same fit
+    # queried the v1 way; every other part unchanged
+    pred.mapping = "v1"
+    p1 = pred.predict_parts([xxs])[0]
+    pred.mapping = "v2"
+    p2 = pred.predict_parts([xxs])[0]
+    t1 = sum(p.ms for p in p1.parts if p.part == "attention")
+    t2 = sum(p.ms for p in p2.parts if p.part == "attention")
+    assert 0 < t2 < t1
+    assert [p.ms for p in p1.parts if p.part != "attention"] == [p.ms for p in p2.parts if p.part != "attention"]

@@ -56,6 +56,10 @@ class BlockSpec:
     se: bool = False
     v_scale: float = 0.0
     act: str = "hard_swish"
+    #: transattn only: the head count of a queried block (0: nn-Meter's C/16, what every table key has).
+    #: Heads change no MAC of the attention (Q K^T and A V are N^2 x C either way) but the score
+    #: tensor, heads x N^2, which dominates at thousands of tokens. Not part of the key.
+    heads: int = 0
 
     @property
     def tokens(self) -> int:
@@ -259,17 +263,18 @@ def block_work(spec: BlockSpec) -> Work:
         _mbconv(a, hw, spec.cin, spec.cout, spec.expansion, spec.stride, spec.kernel, spec.se)
     elif t == "transattn":
         c, v = spec.cin, spec.v_scale
-        heads = max(c // NNMETER_HEAD_DIM, 1)
-        qk = NNMETER_HEAD_DIM * heads
+        heads = spec.heads or max(c // NNMETER_HEAD_DIM, 1)
+        hd = c / spec.heads if spec.heads else NNMETER_HEAD_DIM  # head dim: the query's own when it has heads
+        qk = hd * heads
         vd = qk * v
         qkv = 2 * qk + vd
         a.norm(n * c, c)
         a.dense(n, c, qkv, bias=False)
         a.elem(n * qkv)  # h-swish
         a.elem(n * qkv)  # transpose
-        a.mm(heads * n * n * NNMETER_HEAD_DIM, 2 * n * qk, heads * n * n)
+        a.mm(heads * n * n * hd, 2 * n * qk, heads * n * n)
         a.scores(heads * n * n, passes=5)  # scale, position bias, softmax (3 passes)
-        a.mm(heads * n * n * NNMETER_HEAD_DIM * v, heads * n * n + n * vd, n * vd)
+        a.mm(heads * n * n * hd * v, heads * n * n + n * vd, n * vd)
         a.elem(n * vd)  # transpose
         a.elem(n * vd)  # h-swish
         a.dense(n, vd, c, bias=False)

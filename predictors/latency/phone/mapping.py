@@ -51,7 +51,7 @@ from typing import Any
 
 from .blocks import NNMETER_HEAD_DIM, BlockSpec, Work, block_work, format_number, op_work
 
-__all__ = ["PROVENANCES", "RATE", "HEADS_TOLERANCE", "MAPPINGS", "DEFAULT_MAPPING", "MappedPart", "map_candidate"]
+__all__ = ["PROVENANCES", "RATE", "HEADS_TOLERANCE", "MAPPINGS", "DEFAULT_MAPPING", "BLOCK_KINDS", "MappedPart", "map_candidate"]
 
 PROVENANCES: tuple[str, ...] = ("direct", "approximate", "transferred")
 #: ``block_type`` of transferred parts: the per-phone rate model, not a measured block type.
@@ -59,9 +59,16 @@ RATE = "rate"
 #: A head count within this relative distance of nn-Meter's C/16 counts as matching (direct).
 HEADS_TOLERANCE = 0.25
 #: Versions of the mapping: ``v1`` is the mapping of issue #4 described above; later versions
-#: change it where a measured check showed it wrong (``bench/phone_validation.py`` prints both).
-MAPPINGS: tuple[str, ...] = ("v1",)
+#: change it where a measured check showed it wrong (``bench/phone_validation.py`` prints each).
+#: ``v2`` (issue #14): the attention core is queried with the candidate's own head count
+#: (:attr:`BlockSpec.heads`), and the ``transattn`` regressor is the work-count (``rate``) model, the
+#: one kind in which heads act through the work (the score tensor, heads x N^2) and which extrapolates
+#: linearly in work beyond the tables' 1,024 tokens. On LiteRT on this CPU, v1 over-predicted
+#: global attention on 2,304-4,096 tokens with 2 heads (against nn-Meter's C/16 = 8) up to 3.3x.
+MAPPINGS: tuple[str, ...] = ("v1", "v2")
 DEFAULT_MAPPING = "v1"
+#: Regressor kind a mapping version fixes per block type (others: the predictor's ``model``, ``auto``).
+BLOCK_KINDS: dict[str, dict[str, str]] = {"v1": {}, "v2": {"transattn": "rate"}}
 
 
 @dataclass(frozen=True)
@@ -162,9 +169,9 @@ def map_candidate(cfg, mapping: str = DEFAULT_MAPPING) -> list[MappedPart]:
                 parts.append(MappedPart(hb, "pos_embed", "transferred", RATE, tuple(o.name for o in pos),
                                         work=_sum_work(pos), detail="DW3x3 position embedding + add, rate model"))
                 att = [g[p + n] for n in ("norm1", "attn.qkv", "attn.core", "attn.proj")]
-                spec = BlockSpec("transattn", side // r, c, c, v_scale=1.0)
                 nn_heads = max(c // NNMETER_HEAD_DIM, 1)
                 heads = st.heads
+                spec = BlockSpec("transattn", side // r, c, c, v_scale=1.0, heads=heads if mapping == "v2" else 0)
                 match = abs(heads / nn_heads - 1.0) <= HEADS_TOLERANCE
                 parts.append(MappedPart(
                     hb, "attention", "direct" if match else "approximate", "transattn", tuple(o.name for o in att),

@@ -33,7 +33,7 @@ from search_space.files import FileFormatError, read_json, write_json
 from ...base import LatencyEstimator, ModelFileError, check_configs, check_targets, fitted, register, state_number
 from ...metrics import regression_metrics
 from .blocks import BLOCK_TYPES, IGNORED_KEYS, BlockSpec, block_work, format_number, parse_key
-from .mapping import DEFAULT_MAPPING, PROVENANCES, map_candidate
+from .mapping import BLOCK_KINDS, DEFAULT_MAPPING, PROVENANCES, map_candidate
 from .regressors import EXTRAPOLATION_SPLITS, BlockRegressor, RateModel, extrapolation_split, feature_value, random_split
 from .tables import check_device, load_table
 
@@ -122,6 +122,10 @@ class PhoneLatencyPredictor(LatencyEstimator):
     def _reg(self, btype: str, model: str) -> BlockRegressor:
         return BlockRegressor(btype, model=model, random_state=self.random_state, n_estimators=self.n_estimators)
 
+    def _kind(self, btype: str) -> str:
+        """The regressor kind for ``btype``: the one the mapping version fixes, else ``model``."""
+        return BLOCK_KINDS.get(self.mapping, {}).get(btype, self.model)
+
     def fit(self, blocks: Sequence[BlockSpec | str], y: Sequence[float]) -> "PhoneLatencyPredictor":
         for t in self.block_types:
             if t not in BLOCK_TYPES:
@@ -160,13 +164,13 @@ class PhoneLatencyPredictor(LatencyEstimator):
             if len(y) < MIN_HELDOUT_ROWS:
                 # Too few blocks of this type to hold any out (a few-shot table): fit on all of them and let
                 # its uncertainty be the worst held-out figure of the other types (filled in below).
-                reg = self._reg(t, self.model).fit(specs, y)
+                reg = self._reg(t, self._kind(t)).fit(specs, y)
                 self.heldout_[t] = {"kind": reg.kind_, "n_train": int(len(y)), "model": None,
                                     "why": f"{len(y)} blocks < {MIN_HELDOUT_ROWS}: no held-out split"}
                 self.sigma_[t] = {}
                 self.regressors_[t] = reg
                 continue
-            reg = self._reg(t, self.model).fit([specs[i] for i in tr], y[tr])
+            reg = self._reg(t, self._kind(t)).fit([specs[i] for i in tr], y[tr])
             pred = reg.predict([specs[i] for i in te])
             lin_m, rank = baseline([specs[i] for i in tr], y[tr], [specs[i] for i in te], y[te])
             self.heldout_[t] = {"kind": reg.kind_, "n_train": int(len(tr)),
