@@ -95,9 +95,10 @@ def estimates(r: dict) -> dict[str, float]:
     candles of ratio x reference (no choice of candle that could flip between runs); ``candles
     weighted``: the values of the candles either side of the candidate weighted by where it lies
     between them in log latency (the nearest one counts most, and nothing flips; what the farm
-    stores); ``small + large weighted``: the same from the small and the large candle alone (what was
-    stored before the middle candle, issue #13's third round); ``middle candle only``; ``all
-    candles x anchor``: with the anchor factor.
+    stores); ``small + large weighted`` and ``middle candle only``: for the rows of issue #13's
+    third-round trial of a middle candle (EdgeViT-XXS at 224 px, not kept), the stored definition from
+    the small and large candles alone and the middle one alone; ``all candles x anchor``: with the
+    anchor factor.
     """
     out = {"norm_ms": r["norm_ms"]}
     refs, ratios, k = r.get("reference_candles_ms") or {}, r.get("candle_ratios") or {}, r.get("anchor_k") or 1.0
@@ -208,14 +209,13 @@ def main() -> None:
     gap_s = b["start"] - a["end"]
     A, B = a["rows"], b["rows"]
     table, results = [], {}
-    variants = VARIANTS
-    for proto, keys in (("interleaved", ("median_ms", "norm_ms", *variants)),
+    for proto, keys in (("interleaved", ("median_ms", "norm_ms", *VARIANTS)),
                         ("before/after", ("median_ms", "candle_ratio"))):
         if proto not in args.protocols:
             continue
         ids = [c.arch_id for c in cfgs if A[c.arch_id][proto]["status"] == "ok" == B[c.arch_id][proto]["status"]]
         for key in keys:
-            if key in variants:
+            if key in VARIANTS:
                 have = [i for i in ids if key in estimates(A[i][proto]) and key in estimates(B[i][proto])]
                 if len(have) < len(ids):
                     continue

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -172,12 +173,13 @@ def recorded(path: Path, mappings: list[str]) -> None:
     run = json.loads(path.read_text())
     device = run["device"]
     table = read_table(RESULTS.parent.parent / run["table"]["path"])
-    nets = {c.arch_id: (s, c) for s, c in networks(60, 9, 14)}  # the run's defaults (--random 60 --held-out 9 --seed 14)
+    was = parser().parse_args(shlex.split(run["command"])[2:])  # the networks that run drew
+    nets = {c.arch_id: (s, c) for s, c in networks(was.random, was.held_out, was.seed)}
     ids = run["networks"]["arch_ids"]
     missing = [a for a in ids if a not in nets]
     if missing:
-        raise SystemExit(f"--recorded: {len(missing)} networks of {path} are not the default draw "
-                         f"(e.g. {missing[0]}): rerun with the measuring command's --random/--held-out/--seed")
+        raise SystemExit(f"--recorded: {len(missing)} networks of {path} are not those its command draws "
+                         f"(e.g. {missing[0]}): was it written by another version of this script?")
     kept = [nets[a][1] for a in ids]
     sets = np.array(run["networks"]["sets"])
     meas = np.array(run["networks"]["latency_ms"])
@@ -206,7 +208,7 @@ def recorded(path: Path, mappings: list[str]) -> None:
     write_result("phone_validation_recorded", out)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="host-litert")
     ap.add_argument("--store", type=Path, default=Path("runs/farm/measurements.sqlite"))
@@ -220,7 +222,11 @@ def main() -> None:
                                                           "the presets; -1: no part-by-part check)")
     ap.add_argument("--recorded", type=Path, help="no measurement: judge every mapping on the block table and the "
                                                    "network latencies a run wrote (its phone_validation.json)")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     if args.recorded:
         recorded(args.recorded, args.mappings)
         return

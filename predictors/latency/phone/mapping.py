@@ -51,7 +51,8 @@ from typing import Any
 
 from .blocks import NNMETER_HEAD_DIM, BlockSpec, Work, block_work, format_number, op_work
 
-__all__ = ["PROVENANCES", "RATE", "HEADS_TOLERANCE", "MAPPINGS", "DEFAULT_MAPPING", "BLOCK_KINDS", "MappedPart", "map_candidate"]
+__all__ = ["PROVENANCES", "RATE", "HEADS_TOLERANCE", "MAPPINGS", "DEFAULT_MAPPING", "BLOCK_KINDS", "MappedPart",
+           "map_candidate"]
 
 PROVENANCES: tuple[str, ...] = ("direct", "approximate", "transferred")
 #: ``block_type`` of transferred parts: the per-phone rate model, not a measured block type.
