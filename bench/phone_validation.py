@@ -31,6 +31,9 @@ Printed:
 Run: ``python bench/phone_validation.py --device host-litert`` (needs the [tflite] extra; resumes
 from the store: measured blocks and networks are not measured again). Writes
 bench/results/phone_validation.json and the table bench/results/<device>_blocks.json.gz.
+``--table bench/results/host-litert_blocks.json.gz --parts -1``: the block table an earlier run wrote,
+used as it is; only the networks are measured (fresh draws with another ``--seed``: a check of a
+mapping change on networks that did not suggest it); writes bench/results/phone_validation_table.json.
 ``--recorded bench/results/phone_validation.json``: no measurement; every mapping version refitted on
 the written block table and judged on the networks' latencies recorded in that file (sections 3 and
 4; writes bench/results/phone_validation_recorded.json): how a mapping change is checked without
@@ -55,7 +58,7 @@ from benchlib import RESULTS, setup, write_result
 setup()
 import search_space as ss  # noqa: E402
 from device_farm import MeasurementStore, get_profile  # noqa: E402
-from device_farm.measure import Farm  # noqa: E402
+from device_farm.measure import Farm, runtime_version  # noqa: E402
 from predictors.latency.phone import PROVENANCES, PhoneLatencyPredictor, load_table  # noqa: E402
 from predictors.latency.phone.device_table import (latency_of, quota,  # noqa: E402
                                                    measure_block_table, read_table, stratified_keys, write_table)
@@ -220,6 +223,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--mappings", nargs="+", default=list(MAPPINGS))
     ap.add_argument("--parts", type=int, default=2, help="random networks measured half-block by half-block (besides "
                                                           "the presets; -1: no part-by-part check)")
+    ap.add_argument("--table", help="a block table an earlier run wrote (e.g. bench/results/host-litert_blocks.json.gz): "
+                                    "used as it is, only the networks are measured; writes phone_validation_table.json")
     ap.add_argument("--recorded", type=Path, help="no measurement: judge every mapping on the block table and the "
                                                    "network latencies a run wrote (its phone_validation.json)")
     return ap
@@ -234,29 +239,40 @@ def main() -> None:
     profile = get_profile(args.device)
     farm = Farm(MeasurementStore(args.store))
     t0 = time.perf_counter()
-    per_type = quota(args.per_type, args.small)
-    keys = stratified_keys(list(load_table("s21")), per_type, seed=0)
+    if args.table:
+        if args.parts >= 0:
+            raise SystemExit("--parts: needs the block table measured in this run (its per-call overhead); "
+                             "use --parts -1 with --table")
+        table = read_table(args.table)
+        info = {"overhead_ms": None, "failed": {}, "disturbed": [], "runtime_version": runtime_version(profile)}
+        table_path, t_blocks = Path(args.table), 0.0
+    else:
+        per_type = quota(args.per_type, args.small)
+        keys = stratified_keys(list(load_table("s21")), per_type, seed=0)
 
-    def progress(key, m, i, n):
-        if i % 25 == 0 or m.status != "ok":
-            print(f"  block {i}/{n} {key}: {m.status} {m.latency_ms if m.status == 'ok' else m.error}", flush=True)
+        def progress(key, m, i, n):
+            if i % 25 == 0 or m.status != "ok":
+                print(f"  block {i}/{n} {key}: {m.status} {m.latency_ms if m.status == 'ok' else m.error}", flush=True)
 
-    table, info = measure_block_table(farm, profile, keys, on_result=progress)
-    table_path = write_table(RESULTS / f"{args.device}_blocks.json.gz", table)
-    t_blocks = time.perf_counter() - t0
+        table, info = measure_block_table(farm, profile, keys, on_result=progress)
+        table_path = write_table(RESULTS / f"{args.device}_blocks.json.gz", table).relative_to(RESULTS.parent.parent)
+        t_blocks = time.perf_counter() - t0
     counts = {}
     for k in table:
         counts[k.split("_", 1)[0]] = counts.get(k.split("_", 1)[0], 0) + 1
-    print(f"\n[1] block table of {args.device}: {len(table)} blocks {counts}; per-call overhead "
-          f"{info['overhead_ms'] * 1e3:.1f} us subtracted; {len(info['disturbed'])} disturbed (candle-normalised value "
-          f"used), {len(info['failed'])} failed; wrote {table_path}")
+    if args.table:
+        print(f"\n[1] block table {args.table}: {len(table)} blocks {counts} (measured by an earlier run)")
+    else:
+        print(f"\n[1] block table of {args.device}: {len(table)} blocks {counts}; per-call overhead "
+              f"{info['overhead_ms'] * 1e3:.1f} us subtracted; {len(info['disturbed'])} disturbed (candle-normalised "
+              f"value used), {len(info['failed'])} failed; wrote {table_path}")
     for k, why in info["failed"].items():
         print(f"    failed {k}: {why}")
 
     results: dict = {"device": args.device, "profile": profile.calibration_summary(), "table": {
         "n": len(table), "per_type": counts, "overhead_ms": info["overhead_ms"], "failed": info["failed"],
-        "disturbed": info["disturbed"],
-        "runtime_version": info["runtime_version"], "path": str(table_path.relative_to(RESULTS.parent.parent))}}
+        "disturbed": info["disturbed"], "runtime_version": info["runtime_version"], "path": str(table_path),
+        "measured_in_this_run": not args.table}}
 
     nets = networks(args.random, args.held_out, args.seed)
     meas, kept, sets, clean = [], [], [], []
@@ -370,7 +386,7 @@ def main() -> None:
             print(f"  {r['arch_id']}: whole {r['whole_ms']:.2f} ms, sum of its measured half-blocks {r['sum_parts_ms']:.2f} ms "
                   f"({r['sum_parts_ms'] / r['whole_ms'] - 1:+.1%})")
     results["seconds"] = {"blocks": t_blocks, "total": time.perf_counter() - t0, "fit": fits}
-    write_result("phone_validation", results)
+    write_result("phone_validation_table" if args.table else "phone_validation", results)
 
 
 if __name__ == "__main__":
