@@ -157,6 +157,13 @@ def measure_parts(farm, profile, cfg: ss.EdgeViTConfig, overhead: float, version
     return out
 
 
+def row(label: str, r: dict, subset: str = "all") -> None:
+    """One line of the whole-network table (section 3)."""
+    ratio = f"{r['median_ratio']:.3f}" if "median_ratio" in r else "-"
+    print(f"  {label:<28} {subset:<9} {r['n']:>3} {ratio:>6} {r['within_10']:>6.1%} {r['within_5']:>6.1%} "
+          f"{r['kendall_tau']:>6.3f} {r['spearman']:>6.3f}")
+
+
 def judge(device: str, table: dict, kept: list, meas: np.ndarray, sets: np.ndarray, mapping: str) -> dict:
     """One mapping version fitted on ``table`` and judged on the measured networks (all, random, held-out)."""
     pred = PhoneLatencyPredictor(device, mapping=mapping).fit(list(table), list(table.values()))
@@ -194,15 +201,11 @@ def recorded(path: Path, mappings: list[str]) -> None:
            "baselines": {"macs": rescaled(meas, macs), "linear_macs_params_cv5": linear_cv(meas, np.c_[macs, params])}}
     for mapping in mappings:
         e = out["mappings"][mapping] = judge(device, table, kept, meas, sets, mapping)
-        for s in ("all", "random", "held_out"):
-            r = e[s]
-            print(f"  {('phone model, mapping ' + mapping) if s == 'all' else '':<28} {s:<9} {r['n']:>3} "
-                  f"{r['median_ratio']:>6.3f} {r['within_10']:>6.1%} {r['within_5']:>6.1%} {r['kendall_tau']:>6.3f} "
-                  f"{r['spearman']:>6.3f}")
-    for name, r in (("MACs (one scalar)", out["baselines"]["macs"]),
-                    ("linear MACs+params (CV)", out["baselines"]["linear_macs_params_cv5"])):
-        print(f"  {name:<28} {'all':<9} {r['n']:>3} {'-':>6} {r['within_10']:>6.1%} {r['within_5']:>6.1%} "
-              f"{r['kendall_tau']:>6.3f} {r['spearman']:>6.3f}")
+        row(f"phone model, mapping {mapping}", e["all"])
+        for s in ("random", "held_out"):
+            row("", e[s], s)
+    row("MACs (one scalar)", out["baselines"]["macs"])
+    row("linear MACs+params (CV)", out["baselines"]["linear_macs_params_cv5"])
     print("\nwhere the error sits (share of the prediction; NNLS coefficient: measured ~ sum of c x part)")
     for mapping in mappings:
         a = out["mappings"][mapping]["attribution"]
@@ -301,26 +304,14 @@ def main() -> None:
     results["baselines"] = {"macs": rescaled(meas, macs), "linear_macs_params_cv5": linear_cv(meas, np.c_[macs, params])}
     results["mappings"] = {}
 
-    def row(label, r, subset="all"):
-        ratio = f"{r['median_ratio']:.3f}" if "median_ratio" in r else "-"
-        print(f"  {label:<28} {subset:<9} {r['n']:>3} {ratio:>6} {r['within_10']:>6.1%} {r['within_5']:>6.1%} "
-              f"{r['kendall_tau']:>6.3f} {r['spearman']:>6.3f}")
-
     fits = {}
     for mapping in args.mappings:
         t1 = time.perf_counter()
-        pred = PhoneLatencyPredictor(args.device, mapping=mapping).fit(list(table), list(table.values()))
-        fits[mapping] = time.perf_counter() - t1
-        parts = pred.predict_parts(kept)
-        p = np.array([x.total_ms for x in parts])
-        entry = {"all": rescaled(meas, p), "attribution": attribution(meas, parts), "predicted_ms": p.tolist(),
-                 "heldout_blocks": {t: h["model"] for t, h in pred.heldout_.items()}, "fit_seconds": fits[mapping]}
-        for s in ("random", "held_out"):
-            idx = sets == s
-            entry[s] = rescaled(meas[idx], p[idx])
+        entry = judge(args.device, table, kept, meas, sets, mapping)
+        fits[mapping] = entry["fit_seconds"] = time.perf_counter() - t1
         cl = np.array(clean)
         if cl.sum() >= 3:
-            entry["clean_only"] = rescaled(meas[cl], p[cl])
+            entry["clean_only"] = rescaled(meas[cl], np.array(entry["predicted_ms"])[cl])
         results["mappings"][mapping] = entry
         row(f"phone model, mapping {mapping}", entry["all"])
         for s in ("random", "held_out", "clean_only"):
