@@ -34,6 +34,7 @@ bench/results/phone_validation.json and the table bench/results/<device>_blocks.
 ``--table bench/results/host-litert_blocks.json.gz --parts -1``: the block table an earlier run wrote,
 used as it is; only the networks are measured (fresh draws with another ``--seed``: a check of a
 mapping change on networks that did not suggest it); writes bench/results/phone_validation_table.json.
+With ``--parts N`` the half-blocks are measured too (and the per-call overhead, once).
 ``--recorded bench/results/phone_validation.json``: no measurement; every mapping version refitted on
 the written block table and judged on the networks' latencies recorded in that file (sections 3 and
 4; writes bench/results/phone_validation_recorded.json): how a mapping change is checked without
@@ -63,6 +64,7 @@ from predictors.latency.phone import PROVENANCES, PhoneLatencyPredictor, load_ta
 from predictors.latency.phone.device_table import (latency_of, quota,  # noqa: E402
                                                    measure_block_table, read_table, stratified_keys, write_table)
 from predictors.latency.phone.mapping import MAPPINGS  # noqa: E402
+from predictors.latency.phone.torch_blocks import NullNetwork  # noqa: E402
 from search_space.held_out import HELD_OUT_SEED, official_like  # noqa: E402
 from search_space.networks import HalfBlockNetwork, half_blocks  # noqa: E402
 
@@ -243,11 +245,14 @@ def main() -> None:
     farm = Farm(MeasurementStore(args.store))
     t0 = time.perf_counter()
     if args.table:
-        if args.parts >= 0:
-            raise SystemExit("--parts: needs the block table measured in this run (its per-call overhead); "
-                             "use --parts -1 with --table")
         table = read_table(args.table)
         info = {"overhead_ms": None, "failed": {}, "disturbed": [], "runtime_version": runtime_version(profile)}
+        if args.parts >= 0:  # half-blocks are measured here: subtract this run's per-call overhead from them
+            null = NullNetwork()
+            m0 = stored(farm, profile, null, info["runtime_version"]) or measure_once(farm, profile, null)
+            if m0.status == "failed":
+                raise SystemExit(f"--parts: the per-call overhead model did not measure on {profile.id}: {m0.error}")
+            info["overhead_ms"] = float(m0.latency_ms if m0.status == "ok" else m0.median_ms)
         table_path, t_blocks = Path(args.table), 0.0
     else:
         per_type = quota(args.per_type, args.small)

@@ -77,7 +77,10 @@ def test_session_creation_failure_is_recorded_with_its_error(tmp_path):
     assert farm.store.query(arch_id=bad.arch_id)[0].status == "failed"
 
 
-def test_hanging_worker_times_out_into_a_failure(tmp_path):
+def test_hanging_worker_times_out_into_a_failure(tmp_path, monkeypatch):
+    # a lock of its own: with the suite on two workers, the other may be measuring, and the 0.5 s
+    # timeout would then expire in the wait for the machine lock, not in the worker
+    monkeypatch.setattr("device_farm.measure.MACHINE_LOCK", tmp_path / "measure.lock")
     slow = Farm(MeasurementStore(tmp_path / "m.sqlite"), protocol=dataclasses.replace(QUICK, timeout_s=0.5))
     m = slow.measure(SMALL, get_profile("host"))
     assert m.status == "failed" and "timed out after" in m.error
