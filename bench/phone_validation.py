@@ -37,7 +37,7 @@ mapping change on networks that did not suggest it); writes bench/results/phone_
 With ``--parts N`` the half-blocks are measured too (and the per-call overhead, once).
 ``--recorded bench/results/phone_validation.json``: no measurement; every mapping version refitted on
 the written block table and judged on the networks' latencies recorded in that file (sections 3 and
-4; writes bench/results/phone_validation_recorded.json): how a mapping change is checked without
+4, and 6 from the half-blocks the file recorded; writes bench/results/phone_validation_recorded.json): how a mapping change is checked without
 measuring again.
 """
 from __future__ import annotations
@@ -180,6 +180,38 @@ def judge(device: str, table: dict, kept: list, meas: np.ndarray, sets: np.ndarr
     return entry
 
 
+PART_KINDS = ("stem", "patch_embed", "local_agg", "attn_r>1", "attn_r1", "head")
+
+
+def part_by_part(device: str, table: dict, chosen: list, measured_parts: dict, whole: dict, scalars: dict) -> dict:
+    """Section 6: every mapping's half-block predictions (times its network-level scalar) against the
+    measured half-blocks, summed by kind, and each network's measured half-blocks against its whole."""
+    out = {"arch_ids": [c.arch_id for c in chosen], "measured": measured_parts, "whole_ms": whole, "mappings": {}}
+    for mapping, s_ in scalars.items():
+        pred = PhoneLatencyPredictor(device, mapping=mapping).fit(list(table), list(table.values()))
+        per_kind = {k: [0.0, 0.0] for k in PART_KINDS}
+        rows_ = []
+        for c in chosen:
+            hb_pred = pred.predict_parts([c])[0].half_blocks()
+            for hb, ms in measured_parts[c.arch_id].items():
+                k = part_kind(c, hb)
+                per_kind[k][0] += ms
+                per_kind[k][1] += hb_pred.get(hb, 0.0)
+            rows_.append({"arch_id": c.arch_id, "whole_ms": whole[c.arch_id],
+                          "sum_parts_ms": sum(measured_parts[c.arch_id].values()), "predicted_ms": sum(hb_pred.values()),
+                          "half_blocks_predicted_ms": hb_pred})
+        out["mappings"][mapping] = {"scalar": s_, "per_kind": per_kind, "networks": rows_}
+        print(f"  mapping {mapping} (predicted x {s_:.3f}, the network-level scalar)")
+        print(f"    {'kind':<12} {'measured':>9} {'predicted':>9} {'pred/meas':>9}")
+        for k, (mm, pp) in per_kind.items():
+            if mm > 0:
+                print(f"    {k:<12} {mm:>9.2f} {pp * s_:>9.2f} {pp * s_ / mm:>9.3f}")
+    for r in out["mappings"][next(iter(scalars))]["networks"]:
+        print(f"  {r['arch_id']}: whole {r['whole_ms']:.2f} ms, sum of its measured half-blocks {r['sum_parts_ms']:.2f} ms "
+              f"({r['sum_parts_ms'] / r['whole_ms'] - 1:+.1%})")
+    return out
+
+
 def recorded(path: Path, mappings: list[str]) -> None:
     """Every mapping judged on a written run's block table and network latencies (no measurement)."""
     run = json.loads(path.read_text())
@@ -213,6 +245,12 @@ def recorded(path: Path, mappings: list[str]) -> None:
         a = out["mappings"][mapping]["attribution"]
         print(f"  mapping {mapping}: " + ", ".join(f"{k} {a['share'][k]:.2f} (c={a['nnls_by_provenance'][k]:.2f})"
                                                for k in PROVENANCES))
+    if "parts" in run:  # section 6 again, from the half-blocks that run measured
+        chosen = [nets[a][1] for a in run["parts"]["arch_ids"]]
+        whole = {a: float(meas[ids.index(a)]) for a in run["parts"]["arch_ids"]}
+        print(f"\npart by part on {len(chosen)} networks (half-blocks measured by that run)")
+        out["parts"] = part_by_part(device, table, chosen, run["parts"]["measured"], whole,
+                                    {m: out["mappings"][m]["all"]["median_ratio"] for m in mappings})
     write_result("phone_validation_recorded", out)
 
 
@@ -353,34 +391,11 @@ def main() -> None:
     if args.parts >= 0:
         chosen = [c for s_, c in zip(sets, kept) if s_ == "preset"] + [c for s_, c in zip(sets, kept) if s_ == "random"][:args.parts]
         print(f"\n[6] part by part on {len(chosen)} networks: measured half-blocks against predicted (ms, summed by kind)")
-        kinds = ("stem", "patch_embed", "local_agg", "attn_r>1", "attn_r1", "head")
         measured_parts = {c.arch_id: measure_parts(farm, profile, c, info["overhead_ms"], info["runtime_version"])
                           for c in chosen}
-        results["parts"] = {"arch_ids": [c.arch_id for c in chosen], "measured": measured_parts, "mappings": {}}
-        whole = {c.arch_id: meas[kept.index(c)] for c in chosen}
-        for mapping in args.mappings:
-            pred = PhoneLatencyPredictor(args.device, mapping=mapping).fit(list(table), list(table.values()))
-            s_ = results["mappings"][mapping]["all"]["median_ratio"]
-            per_kind = {k: [0.0, 0.0] for k in kinds}
-            rows_ = []
-            for c in chosen:
-                hb_pred = pred.predict_parts([c])[0].half_blocks()
-                for hb, ms in measured_parts[c.arch_id].items():
-                    k = part_kind(c, hb)
-                    per_kind[k][0] += ms
-                    per_kind[k][1] += hb_pred.get(hb, 0.0)
-                rows_.append({"arch_id": c.arch_id, "whole_ms": whole[c.arch_id],
-                              "sum_parts_ms": sum(measured_parts[c.arch_id].values()),
-                              "predicted_ms": sum(hb_pred.values())})
-            results["parts"]["mappings"][mapping] = {"per_kind": per_kind, "networks": rows_}
-            print(f"  mapping {mapping} (predicted x {s_:.3f}, the network-level scalar)")
-            print(f"    {'kind':<12} {'measured':>9} {'predicted':>9} {'pred/meas':>9}")
-            for k, (mm, pp) in per_kind.items():
-                if mm > 0:
-                    print(f"    {k:<12} {mm:>9.2f} {pp * s_:>9.2f} {pp * s_ / mm:>9.3f}")
-        for r in results["parts"]["mappings"][args.mappings[0]]["networks"]:
-            print(f"  {r['arch_id']}: whole {r['whole_ms']:.2f} ms, sum of its measured half-blocks {r['sum_parts_ms']:.2f} ms "
-                  f"({r['sum_parts_ms'] / r['whole_ms'] - 1:+.1%})")
+        whole = {c.arch_id: float(meas[kept.index(c)]) for c in chosen}
+        scalars = {m: results["mappings"][m]["all"]["median_ratio"] for m in args.mappings}
+        results["parts"] = part_by_part(args.device, table, chosen, measured_parts, whole, scalars)
     results["seconds"] = {"blocks": t_blocks, "total": time.perf_counter() - t0, "fit": fits}
     write_result("phone_validation_table" if args.table else "phone_validation", results)
 
