@@ -268,6 +268,7 @@ def parser() -> argparse.ArgumentParser:
                                                           "the presets; -1: no part-by-part check)")
     ap.add_argument("--table", help="a block table an earlier run wrote (e.g. bench/results/host-litert_blocks.json.gz): "
                                     "used as it is, only the networks are measured; writes phone_validation_table.json")
+    ap.add_argument("--tag", help="suffix of the files written (another machine's run beside the stored one: --tag xeon)")
     ap.add_argument("--recorded", type=Path, help="no measurement: judge every mapping on the block table and the "
                                                    "network latencies a run wrote (its phone_validation.json)")
     return ap
@@ -301,7 +302,8 @@ def main() -> None:
                 print(f"  block {i}/{n} {key}: {m.status} {m.latency_ms if m.status == 'ok' else m.error}", flush=True)
 
         table, info = measure_block_table(farm, profile, keys, on_result=progress)
-        table_path = write_table(RESULTS / f"{args.device}_blocks.json.gz", table).relative_to(RESULTS.parent.parent)
+        tag = f"_{args.tag}" if args.tag else ""
+        table_path = write_table(RESULTS / f"{args.device}{tag}_blocks.json.gz", table).relative_to(RESULTS.parent.parent)
         t_blocks = time.perf_counter() - t0
     counts = {}
     for k in table:
@@ -397,7 +399,8 @@ def main() -> None:
         scalars = {m: results["mappings"][m]["all"]["median_ratio"] for m in args.mappings}
         results["parts"] = part_by_part(args.device, table, chosen, measured_parts, whole, scalars)
     results["seconds"] = {"blocks": t_blocks, "total": time.perf_counter() - t0, "fit": fits}
-    write_result("phone_validation_table" if args.table else "phone_validation", results)
+    write_result(("phone_validation_table" if args.table else "phone_validation") + (f"_{args.tag}" if args.tag else ""),
+                 results)
 
 
 if __name__ == "__main__":

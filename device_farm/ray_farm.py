@@ -124,7 +124,10 @@ def init_ray(address: str | None = None, local_devices: Iterable[str] = ("host",
             check_cluster(address)
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(resources={device_resource(d): 1 for d in local_devices}, num_cpus=num_cpus or os.cpu_count(),
+            # address="local": a new embedded Ray even when another one runs on this machine (ray.init
+            # without an address would join the cluster of the last `ray start`, e.g. another user's)
+            ray.init(address="local", resources={device_resource(d): 1 for d in local_devices},
+                     num_cpus=num_cpus or os.cpu_count(),
                      include_dashboard=False, log_to_driver=False, configure_logging=False,
                      _node_ip_address=LOOPBACK)
             ip = ray.util.get_node_ip_address()

@@ -590,8 +590,10 @@ def test_embedded_ray_listens_on_loopback_only_and_its_token_is_private(tmp_path
     home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT)}
-    for var in ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
-        env.pop(var, None)
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    # the embedded Ray is the machine's own: an address in the environment (or the last `ray start`,
+    # which ray.init() without an address would join) must not redirect it; nothing listens on port 1
+    env["RAY_ADDRESS"] = "127.0.0.1:1"
     proc = subprocess.run([sys.executable, "-c", RAY_SCRIPT], capture_output=True, text=True, timeout=180, env=env,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
