@@ -38,7 +38,8 @@ With ``--parts N`` the half-blocks are measured too (and the per-call overhead, 
 ``--recorded bench/results/phone_validation.json``: no measurement; every mapping version refitted on
 the written block table and judged on the networks' latencies recorded in that file (sections 3 and
 4, and 6 from the half-blocks the file recorded; writes bench/results/phone_validation_recorded.json): how a mapping change is checked without
-measuring again.
+measuring again. With ``--table T`` too, the run's networks are judged with another device's
+block table T (writes phone_validation_recorded[_<tag>]_cross.json).
 """
 from __future__ import annotations
 
@@ -212,11 +213,14 @@ def part_by_part(device: str, table: dict, chosen: list, measured_parts: dict, w
     return out
 
 
-def recorded(path: Path, mappings: list[str]) -> None:
-    """Every mapping judged on a written run's block table and network latencies (no measurement)."""
+def recorded(path: Path, mappings: list[str], table_path: str | None = None) -> None:
+    """Every mapping judged on a written run's block table and network latencies (no measurement).
+
+    ``table_path``: another block table (another device's) in place of the run's own: how well one
+    device's table predicts the networks measured on another."""
     run = json.loads(path.read_text())
     device = run["device"]
-    table = read_table(RESULTS.parent.parent / run["table"]["path"])
+    table = read_table(table_path or RESULTS.parent.parent / run["table"]["path"])
     was = parser().parse_args(shlex.split(run["command"])[2:])  # the networks that run drew
     nets = {c.arch_id: (s, c) for s, c in networks(was.random, was.held_out, was.seed)}
     ids = run["networks"]["arch_ids"]
@@ -251,7 +255,9 @@ def recorded(path: Path, mappings: list[str]) -> None:
         print(f"\npart by part on {len(chosen)} networks (half-blocks measured by that run)")
         out["parts"] = part_by_part(device, table, chosen, run["parts"]["measured"], whole,
                                     {m: out["mappings"][m]["all"]["median_ratio"] for m in mappings})
-    write_result("phone_validation_recorded", out)
+    if table_path:
+        out["table_override"] = str(table_path)
+    write_result("phone_validation_recorded" + (f"_{was.tag}" if was.tag else "") + ("_cross" if table_path else ""), out)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -277,7 +283,7 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = parser().parse_args()
     if args.recorded:
-        recorded(args.recorded, args.mappings)
+        recorded(args.recorded, args.mappings, args.table)
         return
 
     profile = get_profile(args.device)
