@@ -389,7 +389,8 @@ class Farm:
                     line = (str(e).splitlines() or [""])[0]
                     return {"status": "failed", "error": f"export failed: {type(e).__name__}: {line}"}
                 request["profile_ops"] = profile_ops
-                return self._run_worker(request)
+                started = time.time()
+                return {**self._run_worker(request), "started": round(started, 2)}
 
         if self.protocol.interleave:
             return self._interleaved(base, env, worker, failed, t0)
@@ -447,6 +448,8 @@ class Farm:
             session_candle_ms_median={c.name: float(np.median([s["candle_ms"][j] for s in sessions]))
                                       for j, c in enumerate(CANDLES)},
             candle_ratios={c.name: float(np.median([s["ratios"][j] for s in sessions])) for j, c in enumerate(CANDLES)},
+            session_candle_ratios=[{c.name: float(s["ratios"][j]) for j, c in enumerate(CANDLES)} for s in sessions],
+            session_started=[s.get("started") for s in sessions],
             session_ratio_ci_rel=[s["ratio_ci_rel"][near] for s in sessions], rounds=[len(s["rounds"]) for s in sessions],
             rounds_kept=[s["rounds_kept"] for s in sessions], blocks=[s["blocks"] for s in sessions],
             stop=[s.get("stop") for s in sessions], load_before=sessions[0]["load_before"],

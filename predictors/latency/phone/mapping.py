@@ -66,8 +66,11 @@ HEADS_TOLERANCE = 0.25
 #: one kind in which heads act through the work (the score tensor, heads x N^2) and which extrapolates
 #: linearly in work beyond the tables' 1,024 tokens. On LiteRT on this CPU, v1 over-predicted
 #: global attention on 2,304-4,096 tokens with 2 heads (against nn-Meter's C/16 = 8) up to 3.3x.
+#: ``v2`` is the default since it beat ``v1`` on two CPUs, each with its own block table and the same
+#: 72 networks (bench/RESULTS.md, phone_validation: AMD EPYC 59.7% within 10% / tau 0.897 against
+#: 52.8% / 0.870; Intel Xeon 45.8% / 0.869 against 36.1% / 0.838). ``mapping="v1"`` keeps the old one.
 MAPPINGS: tuple[str, ...] = ("v1", "v2")
-DEFAULT_MAPPING = "v1"
+DEFAULT_MAPPING = "v2"
 #: Regressor kind a mapping version fixes per block type (others: the predictor's ``model``, ``auto``).
 BLOCK_KINDS: dict[str, dict[str, str]] = {"v1": {}, "v2": {"transattn": "rate"}}
 

@@ -42,7 +42,8 @@ __all__ = ["FIT_VERSION", "APPROX_SIGMA", "DIRECT_SIGMA", "PartPrediction", "Pho
 
 #: Version of what fitting a phone model computes: bump it whenever a change here, in the mapping or in
 #: the regressors changes a fitted model, so that shipped and cached fits are refitted.
-FIT_VERSION = 1
+#: 2: the default mapping became ``v2`` (issue #14).
+FIT_VERSION = 2
 
 #: Relative mapping uncertainty added (in quadrature) to approximate parts. A judgment, not measured.
 APPROX_SIGMA = 0.15
@@ -371,7 +372,8 @@ def fit_phone(device_id: str, **params: Any) -> PhoneLatencyPredictor:
 
 @functools.lru_cache(maxsize=None)
 def _fitted(device_id: str, cache_dir: str | None) -> PhoneLatencyPredictor:
-    path = Path(cache_dir) / f"phone_{device_id}.json" if cache_dir else None
+    # The fit version in the name: a cache of older fitting code (another default mapping) is not reused.
+    path = Path(cache_dir) / f"phone_{device_id}_fit{FIT_VERSION}.json" if cache_dir else None
     if path is not None and path.is_file():
         try:
             return PhoneLatencyPredictor.from_dict(read_json(path, what="phone model"))
