@@ -24,7 +24,11 @@ of the chosen sessions' ratios; the held-out pair: nearest candle only, the one 
 its rows kept). Differences are |pass 1 / pass 2 - 1| over every candidate (nothing rejected unless
 a gate says so).
 
-Run: ``python bench/farm_sessions.py [--n 32] [--gap 600] [--sweeps 2]`` (about 35 min for 32 networks);
+``--pin CPU``: instead of the second sweep, every network is measured twice in a row, free and pinned
+to that CPU (the order alternating), so that both arms see the same machine states: does pinning
+the worker repeat better? (written to ``farm_sessions_pin.json``)
+
+Run: ``python bench/farm_sessions.py [--n 32] [--gap 600] [--sweeps 2] [--pin 1]`` (about 35 min for 32 networks);
 ``--work DIR`` judges an existing run's work directory (its ``pass1.json`` and ``pass2.json``) without
 measuring; ``--json bench/results/farm_sessions.json`` re-prints a written result. Writes
 ``bench/results/farm_sessions.json``.
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -57,23 +62,32 @@ FIXED_TWO = MeasureProtocol(sessions=2, max_sessions=2)
 GATES = (0.015, 0.03, 0.05, None)
 
 
-def run_pass(work: Path, k: int, n: int, seed: int, sweeps: int) -> None:
-    """One pass in this process: ``sweeps`` sweeps over the candidates, two sessions each."""
+def run_pass(work: Path, k: int, n: int, seed: int, sweeps: int, pin: int | None = None) -> None:
+    """One pass in this process: ``sweeps`` sweeps over the candidates, two sessions each. With ``pin``:
+    one sweep, each candidate measured twice in a row (free, then pinned to CPU ``pin``, the order
+    alternating), stored as sweeps 1 (free) and 2 (pinned)."""
     cfgs, profile, rows, t = official_like(n, seed), get_profile("host"), {}, time.time()
-    for sweep in range(1, sweeps + 1):
-        for i, cfg in enumerate(cfgs):
-            store = work / f"pass{k}-sweep{sweep}.sqlite"
-            if not store.exists():
-                shutil.copy(work / "reference.sqlite", store)
-            farm = Farm(MeasurementStore(store), cache_dir=work / "onnx", protocol=FIXED_TWO)
-            m = farm.measure(cfg, profile)
-            rows.setdefault(cfg.arch_id, {})[f"sweep{sweep}"] = {
-                "status": m.status, "median_ms": m.median_ms, "norm_ms": m.norm_ms, "error": m.error,
-                "sessions": m.env.get("session_candle_ratios"), "started": m.env.get("session_started"),
-                "refs": farm.store.candle_references(m.device, m.runtime_version, m.threads)}
-            print(f"  pass {k} sweep {sweep} {i + 1:>2}/{len(cfgs)} {cfg.arch_id} {m.status:9} "
-                  f"raw {m.median_ms or float('nan'):8.3f}", flush=True)
-            (work / f"pass{k}.json").write_text(json.dumps({"start": t, "end": time.time(), "rows": rows}))
+    if pin is None:
+        order = [(sweep, i, FIXED_TWO) for sweep in range(1, sweeps + 1) for i in range(len(cfgs))]
+    else:
+        pinned = dataclasses.replace(FIXED_TWO, pin_cpus=(pin,))
+        order = [(sweep, i, FIXED_TWO if sweep == 1 else pinned) for i in range(len(cfgs))
+                 for sweep in ((1, 2) if (i + k) % 2 == 0 else (2, 1))]
+    for sweep, i, protocol in order:
+        cfg = cfgs[i]
+        store = work / f"pass{k}-sweep{sweep}.sqlite"
+        if not store.exists():
+            shutil.copy(work / "reference.sqlite", store)
+        farm = Farm(MeasurementStore(store), cache_dir=work / "onnx", protocol=protocol)
+        m = farm.measure(cfg, profile)
+        rows.setdefault(cfg.arch_id, {})[f"sweep{sweep}"] = {
+            "status": m.status, "median_ms": m.median_ms, "norm_ms": m.norm_ms, "error": m.error,
+            "sessions": m.env.get("session_candle_ratios"), "started": m.env.get("session_started"),
+            "refs": farm.store.candle_references(m.device, m.runtime_version, m.threads),
+            "pinned_cpus": m.env.get("pinned_cpus")}
+        print(f"  pass {k} sweep {sweep} {i + 1:>2}/{len(cfgs)} {cfg.arch_id} {m.status:9} "
+              f"raw {m.median_ms or float('nan'):8.3f}", flush=True)
+        (work / f"pass{k}.json").write_text(json.dumps({"start": t, "end": time.time(), "rows": rows}))
 
 
 def value(row: dict, picks: list[tuple[int, int]]) -> float:
@@ -82,8 +96,11 @@ def value(row: dict, picks: list[tuple[int, int]]) -> float:
     return normalised_ms({c: float(np.mean([s[c] for s in ss])) for c in ss[0]}, row["sweep1"]["refs"])
 
 
-def variants(sweeps: int) -> dict[str, list[tuple[int, int]]]:
+def variants(sweeps: int, pin: int | None = None) -> dict[str, list[tuple[int, int]]]:
     out = {"1 session": [(1, 0)], "2 back-to-back (stored protocol, no retry)": [(1, 0), (1, 1)]}
+    if pin is not None:
+        return out | {"1 session, pinned": [(2, 0)], f"2 back-to-back, pinned to CPU {pin}": [(2, 0), (2, 1)],
+                      "4 (free and pinned)": [(w, j) for w in (1, 2) for j in (0, 1)]}
     if sweeps >= 2:
         out |= {"2 back-to-back, second sweep": [(2, 0), (2, 1)],
                 "2 spread (first session of each sweep)": [(1, 0), (2, 0)],
@@ -97,12 +114,12 @@ def stats(d) -> dict[str, float]:
     return {"n": int(len(d)), "median": float(np.median(d)), "p90": float(np.percentile(d, 90)), "max": float(d.max())}
 
 
-def judge_run(A: dict, B: dict, sweeps: int) -> dict:
+def judge_run(A: dict, B: dict, sweeps: int, pin: int | None = None) -> dict:
     ids = [i for i in A if i in B and all(len((A[i].get(f"sweep{w}") or {}).get("sessions") or []) == 2 and
                                           len((B[i].get(f"sweep{w}") or {}).get("sessions") or []) == 2
                                           for w in range(1, sweeps + 1))]
     out = {"n": len(ids), "variants": {}, "gate": {}, "within_pass": {}, "per_candle": {}}
-    for name, picks in variants(sweeps).items():
+    for name, picks in variants(sweeps, pin).items():
         out["variants"][name] = stats([value(A[i], picks) / value(B[i], picks) - 1 for i in ids])
     two = [(1, 0), (1, 1)]
     agree = [max(abs(value(P[i], [(1, 0)]) / value(P[i], [(1, 1)]) - 1) for P in (A, B)) for i in ids]
@@ -115,7 +132,8 @@ def judge_run(A: dict, B: dict, sweeps: int) -> dict:
         out["within_pass"][name] = {
             "back_to_back": stats([value(P[i], [(1, 0)]) / value(P[i], [(1, 1)]) - 1 for i in ids])}
         if sweeps >= 2:
-            out["within_pass"][name]["sweep_to_sweep"] = stats(
+            out["within_pass"][name]["pinned_back_to_back" if pin is not None else "sweep_to_sweep"] = stats(
+                [value(P[i], [(2, 0)]) / value(P[i], [(2, 1)]) - 1 for i in ids] if pin is not None else
                 [value(P[i], two) / value(P[i], [(2, 0), (2, 1)]) - 1 for i in ids])
     every = [(w, j) for w in range(1, sweeps + 1) for j in (0, 1)]
     for c in CANDLES:  # one candle's ratio alone, all sessions: does either reference follow the candidates?
@@ -200,12 +218,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--gap", type=float, default=600.0, help="seconds between the end of pass 1 and pass 2")
     ap.add_argument("--sweeps", type=int, default=2, choices=(1, 2))
+    ap.add_argument("--pin", type=int, help="instead of a second sweep: every candidate measured free and pinned to "
+                                             "this CPU, alternately (does pinning repeat better?)")
     ap.add_argument("--pass", dest="pass_", type=int, help="run one pass in this process (internal)")
     ap.add_argument("--work", type=Path, help="with --pass: the run's directory; alone: judge that run, no measurement")
     ap.add_argument("--json", type=Path, help="no measurement: re-print a written farm_sessions.json")
     args = ap.parse_args()
     if args.pass_:
-        run_pass(args.work, args.pass_, args.n, args.seed, args.sweeps)
+        run_pass(args.work, args.pass_, args.n, args.seed, args.sweeps, args.pin)
         return
     if args.json:
         d = json.loads(args.json.read_text())
@@ -225,15 +245,18 @@ def main() -> None:
                 print(f"waiting {args.gap:.0f} s before pass 2", flush=True)
                 time.sleep(args.gap)
             subprocess.run([sys.executable, __file__, "--pass", str(k), "--work", str(work), "--n", str(args.n),
-                            "--seed", str(args.seed), "--sweeps", str(args.sweeps)], check=True)
+                            "--seed", str(args.seed), "--sweeps", str(args.sweeps)]
+                           + (["--pin", str(args.pin)] if args.pin is not None else []), check=True)
     a, b = (json.loads((work / f"pass{k}.json").read_text()) for k in (1, 2))
     sweeps = max(int(w[5:]) for r in a["rows"].values() for w in r)
-    run, held = judge_run(a["rows"], b["rows"], sweeps), judge_held_out_pair()
+    pins = {tuple(r["sweep2"].get("pinned_cpus") or ()) for r in a["rows"].values() if "sweep2" in r}
+    pin = next((p[0] for p in pins if len(p) == 1), None)  # a --pin run: sweep 2 is the pinned arm
+    run, held = judge_run(a["rows"], b["rows"], sweeps, pin), judge_held_out_pair()
     lines = report(run, held)
     print(f"{run['n']} networks, {sweeps} sweep(s) per pass; pass 2 began {(b['start'] - a['end']) / 60:.1f} min after "
           "pass 1 ended\n" + "\n".join(lines))
-    write_result("farm_sessions", {
-        "n": run["n"], "seed": args.seed, "sweeps": sweeps, "gap_s": b["start"] - a["end"],
+    write_result("farm_sessions" + ("_pin" if pin is not None else ""), {
+        "n": run["n"], "seed": args.seed, "sweeps": sweeps, "pin": pin, "gap_s": b["start"] - a["end"],
         "pass_times": {"pass1": [a["start"], a["end"]], "pass2": [b["start"], b["end"]]},
         "protocol": FIXED_TWO.__dict__, "run": run, "held_out_pair": held, "table": lines,
         "per_candidate": {i: {"pass1": a["rows"][i], "pass2": b["rows"][i]} for i in a["rows"]}}, threads=1)

@@ -10,6 +10,9 @@ other random candidates, after one scalar rescale and as predicted:
   fits it: bases = the phones' nn-Meter block models (s21, pixel4, pixel1) and the operator-level
   model fitted on the 20 measurements' operator profiles (out of fold inside the adapter), profile =
   log MACs;
+- the same adapter relative to the operator base (``offset="operators"``: it learns the log ratio of
+  the latency to the operator model's prediction, so that its shrinkage pulls it towards the operator
+  model rescaled rather than towards a constant);
 - the adapter without the operator base (the calibration of issue #4);
 - baselines fitted on the same 20: the operator-level model alone, the kernel sum, MACs power law,
   linear MACs/params; and the nearest phone (its predictions rescaled by a power law).
@@ -101,6 +104,9 @@ def main() -> None:
         models = {
             "few-shot: phones + operators + MACs": FewShotAdapter(
                 bases=cached, local_bases={"operators": OperatorLatencyModel(n_folds_sigma=0)}).fit(ctr, ytr, profiles=ptr),
+            "few-shot, relative to operators": FewShotAdapter(
+                bases=cached, local_bases={"operators": OperatorLatencyModel(n_folds_sigma=0)},
+                offset="operators").fit(ctr, ytr, profiles=ptr),
             "few-shot: phones + MACs (issue #4)": FewShotAdapter(bases=cached).fit(ctr, ytr),
         }
         for m in ("operators", "kernel", "macs", "linear"):

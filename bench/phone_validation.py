@@ -35,6 +35,9 @@ bench/results/phone_validation.json and the table bench/results/<device>_blocks.
 used as it is; only the networks are measured (fresh draws with another ``--seed``: a check of a
 mapping change on networks that did not suggest it); writes bench/results/phone_validation_table.json.
 With ``--parts N`` the half-blocks are measured too (and the per-call overhead, once).
+``--recorded RUN --repeat RUN2``: judged against the geometric mean of two runs of the same networks
+(RUN2 written by ``--table`` with the same ``--seed``), with the first run as a predictor of the
+second printed as the instrument's ceiling.
 ``--recorded bench/results/phone_validation.json``: no measurement; every mapping version refitted on
 the written block table and judged on the networks' latencies recorded in that file (sections 3 and
 4, and 6 from the half-blocks the file recorded; writes bench/results/phone_validation_recorded.json): how a mapping change is checked without
@@ -213,11 +216,15 @@ def part_by_part(device: str, table: dict, chosen: list, measured_parts: dict, w
     return out
 
 
-def recorded(path: Path, mappings: list[str], table_path: str | None = None) -> None:
+def recorded(path: Path, mappings: list[str], table_path: str | None = None, repeat: Path | None = None) -> None:
     """Every mapping judged on a written run's block table and network latencies (no measurement).
 
     ``table_path``: another block table (another device's) in place of the run's own: how well one
-    device's table predicts the networks measured on another."""
+    device's table predicts the networks measured on another. ``repeat``: a second run that measured
+    the same networks on the same device later (``--table`` with the same ``--seed``): the truth is
+    then the geometric mean of the two runs on the networks both measured, and the first run judged
+    as a predictor of the second (the *instrument* row) is printed beside the mappings: the ceiling
+    no predictor can pass."""
     run = json.loads(path.read_text())
     device = run["device"]
     table = read_table(table_path or RESULTS.parent.parent / run["table"]["path"])
@@ -228,12 +235,28 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None) -> 
     if missing:
         raise SystemExit(f"--recorded: {len(missing)} networks of {path} are not those its command draws "
                          f"(e.g. {missing[0]}): was it written by another version of this script?")
-    kept = [nets[a][1] for a in ids]
     sets = np.array(run["networks"]["sets"])
     meas = np.array(run["networks"]["latency_ms"])
+    instrument = None
+    if repeat is not None:
+        again = json.loads(repeat.read_text())
+        if again["device"] != device:
+            raise SystemExit(f"--repeat: {repeat} measured {again['device']}, {path} measured {device}: not a repeat")
+        second = dict(zip(again["networks"]["arch_ids"], again["networks"]["latency_ms"]))
+        both = [i for i, a in enumerate(ids) if a in second]
+        if len(both) < 3:
+            raise SystemExit(f"--repeat: {repeat} measured {len(both)} of the {len(ids)} networks of {path} (needs >= 3)")
+        first = meas[both]
+        again_ms = np.array([second[ids[i]] for i in both])
+        instrument = rescaled(again_ms, first)  # run 1 as a predictor of run 2
+        ids, sets, meas = [ids[i] for i in both], sets[both], np.sqrt(first * again_ms)
+    kept = [nets[a][1] for a in ids]
     macs = np.array([ss.cost(c).macs for c in kept], float)
     params = np.array([ss.cost(c).params for c in kept], float)
     print(f"{len(kept)} networks measured on {device} ({run['date']}), {len(table)} blocks; no new measurement")
+    if instrument is not None:
+        print(f"  truth: the geometric mean of this run and {repeat} ({json.loads(repeat.read_text())['date']}), "
+              f"the {len(kept)} networks both measured")
     print(f"  {'predictor':<28} {'set':<9} {'n':>3} {'ratio':>6} {'<=10%':>6} {'<=5%':>6} {'tau':>6} {'rho':>6}")
     out = {"recorded": str(path), "recorded_date": run["date"], "device": device, "mappings": {},
            "baselines": {"macs": rescaled(meas, macs), "linear_macs_params_cv5": linear_cv(meas, np.c_[macs, params])}}
@@ -244,12 +267,15 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None) -> 
             row("", e[s], s)
     row("MACs (one scalar)", out["baselines"]["macs"])
     row("linear MACs+params (CV)", out["baselines"]["linear_macs_params_cv5"])
+    if instrument is not None:
+        out["instrument"], out["repeat"] = instrument, str(repeat)
+        row("instrument (run 1 -> run 2)", instrument)
     print("\nwhere the error sits (share of the prediction; NNLS coefficient: measured ~ sum of c x part)")
     for mapping in mappings:
         a = out["mappings"][mapping]["attribution"]
         print(f"  mapping {mapping}: " + ", ".join(f"{k} {a['share'][k]:.2f} (c={a['nnls_by_provenance'][k]:.2f})"
                                                for k in PROVENANCES))
-    if "parts" in run:  # section 6 again, from the half-blocks that run measured
+    if "parts" in run and instrument is None:  # section 6 again, from the half-blocks that run measured
         chosen = [nets[a][1] for a in run["parts"]["arch_ids"]]
         whole = {a: float(meas[ids.index(a)]) for a in run["parts"]["arch_ids"]}
         print(f"\npart by part on {len(chosen)} networks (half-blocks measured by that run)")
@@ -257,7 +283,8 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None) -> 
                                     {m: out["mappings"][m]["all"]["median_ratio"] for m in mappings})
     if table_path:
         out["table_override"] = str(table_path)
-    write_result("phone_validation_recorded" + (f"_{was.tag}" if was.tag else "") + ("_cross" if table_path else ""), out)
+    write_result("phone_validation_recorded" + (f"_{was.tag}" if was.tag else "") + ("_cross" if table_path else "")
+                 + ("_repeat" if repeat else ""), out)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -277,13 +304,15 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--tag", help="suffix of the files written (another machine's run beside the stored one: --tag xeon)")
     ap.add_argument("--recorded", type=Path, help="no measurement: judge every mapping on the block table and the "
                                                    "network latencies a run wrote (its phone_validation.json)")
+    ap.add_argument("--repeat", type=Path, help="with --recorded: a later run of the same networks on the same device "
+                                                 "(truth: the geometric mean of both; the instrument row printed)")
     return ap
 
 
 def main() -> None:
     args = parser().parse_args()
     if args.recorded:
-        recorded(args.recorded, args.mappings, args.table)
+        recorded(args.recorded, args.mappings, args.table, args.repeat)
         return
 
     profile = get_profile(args.device)

@@ -254,3 +254,25 @@ def test_module_features_cache_round_trip_and_refuses_a_broken_file(tmp_path):
     assert recount["seconds"] > 0 and np.array_equal(recount["profile"], first["profile"])
     other = space_features("nasbench201", NB_ARCHS[1:], method="module", cache_dir=tmp_path)  # other digest
     assert other["seconds"] > 0 and other["profile"].shape[0] == 2
+
+
+def test_adapter_offset_shrinks_towards_the_base_not_a_constant():
+    """``offset``: the regression learns log(latency / base); under a penalty that leaves it nothing,
+    the adapter is that base times one factor (without the offset: one constant for every item)."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1.0, 10.0, size=(40, 2))
+    good = lambda A: 3.0 * A[:, 0] ** 1.2  # noqa: E731 -- a base that ranks the devices' latencies
+    other = lambda A: A[:, 1]  # noqa: E731
+    y = 2.0 * X[:, 0] ** 1.2 * np.exp(rng.normal(0, 0.02, 40))
+    kw = dict(bases={"good": good, "other": other}, profile="none", profile_weight=0.0, alphas=(1e9,))
+    flat = FewShotAdapter(**kw).fit(X[:20], y[:20])
+    rel = FewShotAdapter(**kw, offset="good").fit(X[:20], y[:20])
+    p_flat, p_rel = flat.predict(X[20:])[0], rel.predict(X[20:])[0]
+    assert np.ptp(np.log(p_flat)) < 1e-3  # shrunk to a constant
+    ratio = p_rel / good(X[20:])
+    assert np.ptp(np.log(ratio)) < 1e-3 and abs(ratio[0] - 2.0 / 3.0) < 0.02  # the base, rescaled once
+    assert np.max(np.abs(p_rel / y[20:] - 1)) < 0.1
+    with pytest.raises(ValueError, match="offset='nope': allowed: None or a base's name"):
+        FewShotAdapter(**kw, offset="nope").fit(X[:20], y[:20])
+    with pytest.raises(ValueError, match="offset='good': needs target='log'"):
+        FewShotAdapter(**kw, offset="good", target="ratio").fit(X[:20], y[:20])

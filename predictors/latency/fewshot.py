@@ -105,6 +105,11 @@ class FewShotAdapter(LatencyEstimator):
         Scale of each standardised group; ``0`` drops it.
     target : ``"log"`` (log latency) or ``"ratio"`` (latency over the mean measured latency)
     select : ``"evidence"`` (BayesianRidge) or ``"loo"`` (RidgeCV over ``alphas``)
+    offset : name of a base or local base, or None
+        With a log target, the regression learns the log ratio of the latency to this base's
+        prediction (the base stays a feature too): shrinkage then pulls the adapter towards that base
+        rescaled by one factor, instead of towards a constant, so that with weak evidence it is that
+        base and the other bases only correct it where the measurements say so.
     """
 
     kind = "fewshot"
@@ -112,8 +117,9 @@ class FewShotAdapter(LatencyEstimator):
     def __init__(self, bases: Mapping[str, Any] | None = None, profile: str | Callable = "log_macs",
                  base_transform: str = "log", base_weight: float = 1.0, profile_weight: float = 1.0,
                  target: str = "log", select: str = "loo", alphas: Sequence[float] = (0.01, 0.1, 1.0, 10.0, 100.0),
-                 local_bases: Mapping[str, Any] | None = None, local_folds: int = 5):
+                 local_bases: Mapping[str, Any] | None = None, local_folds: int = 5, offset: str | None = None):
         self.bases = bases
+        self.offset = offset
         self.local_bases = local_bases
         self.local_folds = local_folds
         self.profile = profile
@@ -135,6 +141,24 @@ class FewShotAdapter(LatencyEstimator):
             raise ValueError(f"profile={self.profile!r}: allowed: {', '.join(PROFILES)} or a callable")
         if not self.bases and not self.local_bases and self.profile_weight <= 0:
             raise ValueError("bases: needs at least one base, or a profile with profile_weight > 0")
+        if self.offset is not None:
+            names = [*(self.bases or {}), *(self.local_bases or {})]
+            if self.offset not in names:
+                raise ValueError(f"offset={self.offset!r}: allowed: None or a base's name ({', '.join(sorted(names))})")
+            if self.target != "log":
+                raise ValueError(f"offset={self.offset!r}: needs target='log', got target={self.target!r}")
+
+    def _offset_key(self) -> str | None:
+        if self.offset is None:
+            return None
+        return self.offset if self.offset in (self.bases or {}) else f"local:{self.offset}"
+
+    def _log_offset(self, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+        """The log of the offset base's predictions (zeros without an offset)."""
+        key = self._offset_key()
+        if key is None:
+            return np.zeros(n)
+        return np.log(np.maximum(np.asarray(columns[key], dtype=float), LOG_FLOOR_MS))
 
     def _base_columns(self, X: Any) -> dict[str, np.ndarray]:
         cols = {name: _base_predict(b, X) for name, b in (self.bases or {}).items()}
@@ -211,14 +235,15 @@ class FewShotAdapter(LatencyEstimator):
         self.mean_ = A_pool.mean(axis=0)
         self.scale_ = A_pool.std(axis=0) + 1e-12
         Z = self._design(X, columns)
-        t = self._to_target(y)
+        off = self._log_offset(columns, len(y))
+        t = self._to_target(y) - off
         reg = self._regressor()
         model = clone(reg).fit(Z, t)
         self.coef_ = np.asarray(model.coef_, dtype=float)
         self.intercept_ = float(model.intercept_)
         self.alpha_ = float(model.alpha_ if self.select == "loo" else model.lambda_ / model.alpha_)
         # Leave-one-out residuals: the adapter's own uncertainty from the few points it has.
-        loo = self._from_target(cross_val_predict(clone(reg), Z, t, cv=LeaveOneOut()))
+        loo = self._from_target(cross_val_predict(clone(reg), Z, t, cv=LeaveOneOut()) + off)
         self.rel_sigma_ = float(np.std(np.log(loo / y)))
         self.n_train_ = int(len(y))
         return self
@@ -228,13 +253,19 @@ class FewShotAdapter(LatencyEstimator):
         X = list(X) if not isinstance(X, np.ndarray) else X
         if not len(X):
             return np.zeros(0), np.zeros(0)
-        mean = self._from_target(self._design(X) @ self.coef_ + self.intercept_)
+        if self.offset is None:
+            mean = self._from_target(self._design(X) @ self.coef_ + self.intercept_)
+        else:
+            columns = self._base_columns(X)
+            mean = self._from_target(self._design(X, columns) @ self.coef_ + self.intercept_
+                                     + self._log_offset(columns, len(X)))
         return mean, mean * self.rel_sigma_
 
     def describe(self) -> str:
         groups = ", ".join(self.base_names_) or "no bases"
         prof = self.profile if isinstance(self.profile, str) else "custom profile"
-        return (f"few-shot adapter on {self.n_train_} measurements over {groups} and {prof} "
+        rel = f", relative to {self.offset}" if self.offset else ""
+        return (f"few-shot adapter on {self.n_train_} measurements over {groups} and {prof}{rel} "
                 f"(leave-one-out relative sigma {self.rel_sigma_:.3f})")
 
     # -- persistence
