@@ -209,7 +209,8 @@ class FewShotAdapter(LatencyEstimator):
     def _regressor(self):
         if self.select == "evidence":
             return BayesianRidge(fit_intercept=True)
-        return RidgeCV(alphas=tuple(float(a) for a in self.alphas), fit_intercept=True)
+        # A list: with a single alpha, scikit-learn's RidgeCV writes the checked value back into alphas[0].
+        return RidgeCV(alphas=[float(a) for a in self.alphas], fit_intercept=True)
 
     def _to_target(self, y: np.ndarray) -> np.ndarray:
         return np.log(y) if self.target == "log" else y / self.y_scale_
