@@ -86,6 +86,23 @@ def run_pass(work: Path, k: int, n: int, seed: int, protocols: list[str], which:
     (work / f"pass{k}.json").write_text(json.dumps({"start": t_pass, "end": time.time(), "rows": rows}))
 
 
+def two_passes(script: str, work: Path, cfgs: list, gap: float, pass_args: list[str]) -> tuple[dict, dict]:
+    """Export ``cfgs`` and the candles into ``work``, set the device's reference candles once in a store
+    both passes start from (so a normalised latency means the same in both), then run ``script
+    --pass K --work work *pass_args`` for K = 1, 2, each its own process, the second ``gap`` seconds
+    after the first ended. Returns the two passes' ``pass<K>.json``."""
+    for cfg in [*CANDLES, *cfgs]:  # export first so no pass pays for it
+        onnx_path_for(cfg, work / "onnx")
+    Farm(MeasurementStore(work / "reference.sqlite"), cache_dir=work / "onnx").measure(
+        PRESETS["edgevit_xs"], get_profile("host"))
+    for k in (1, 2):
+        if k == 2:
+            print(f"waiting {gap:.0f} s before pass 2", flush=True)
+            time.sleep(gap)
+        subprocess.run([sys.executable, script, "--pass", str(k), "--work", str(work), *pass_args], check=True)
+    return tuple(json.loads((work / f"pass{k}.json").read_text()) for k in (1, 2))
+
+
 def estimates(r: dict) -> dict[str, float]:
     """The interleaved row's normalised latency under each way of forming it (same timings, no new runs).
 
@@ -193,19 +210,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         cfgs = candidates(args.which, args.n, args.seed)
-        for cfg in [*CANDLES, *cfgs]:  # export first so no pass pays for it
-            onnx_path_for(cfg, work / "onnx")
-        # The device's reference candles, set once in a store both passes start from.
-        Farm(MeasurementStore(work / "reference.sqlite"), cache_dir=work / "onnx").measure(
-            PRESETS["edgevit_xs"], get_profile("host"))
-        for k in (1, 2):
-            if k == 2:
-                print(f"waiting {args.gap:.0f} s before pass 2", flush=True)
-                time.sleep(args.gap)
-            subprocess.run([sys.executable, __file__, "--pass", str(k), "--work", str(work), "--n", str(args.n),
-                            "--seed", str(args.seed), "--set", args.which, "--protocols", *args.protocols], check=True)
-        a = json.loads((work / "pass1.json").read_text())
-        b = json.loads((work / "pass2.json").read_text())
+        a, b = two_passes(__file__, work, cfgs, args.gap, ["--n", str(args.n), "--seed", str(args.seed),
+                                                           "--set", args.which, "--protocols", *args.protocols])
     gap_s = b["start"] - a["end"]
     A, B = a["rows"], b["rows"]
     table, results = [], {}

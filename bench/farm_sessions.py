@@ -40,8 +40,6 @@ import csv
 import dataclasses
 import json
 import shutil
-import subprocess
-import sys
 import time
 from itertools import combinations
 from pathlib import Path
@@ -53,8 +51,8 @@ from benchlib import ROOT, setup, write_result
 
 setup()
 from device_farm import MeasurementStore, get_profile  # noqa: E402
-from device_farm.measure import CANDLES, Farm, MeasureProtocol, normalised_ms, onnx_path_for  # noqa: E402
-from search_space import PRESETS  # noqa: E402
+from device_farm.measure import CANDLES, Farm, MeasureProtocol, normalised_ms  # noqa: E402
+from farm_noise import two_passes  # noqa: E402
 from search_space.held_out import official_like  # noqa: E402
 
 #: Two sessions, never a third: the retry rule is judged separately (on the held-out pair).
@@ -235,18 +233,9 @@ def main() -> None:
     if work is None:
         work = Path(f"runs/farm_sessions-{time.strftime('%Y%m%d-%H%M%S')}")
         work.mkdir(parents=True)
-        cfgs = official_like(args.n, args.seed)
-        for cfg in [*CANDLES, *cfgs]:  # export first so no pass pays for it
-            onnx_path_for(cfg, work / "onnx")
-        Farm(MeasurementStore(work / "reference.sqlite"), cache_dir=work / "onnx").measure(  # reference candles, once
-            PRESETS["edgevit_xs"], get_profile("host"))
-        for k in (1, 2):
-            if k == 2:
-                print(f"waiting {args.gap:.0f} s before pass 2", flush=True)
-                time.sleep(args.gap)
-            subprocess.run([sys.executable, __file__, "--pass", str(k), "--work", str(work), "--n", str(args.n),
-                            "--seed", str(args.seed), "--sweeps", str(args.sweeps)]
-                           + (["--pin", str(args.pin)] if args.pin is not None else []), check=True)
+        two_passes(__file__, work, official_like(args.n, args.seed), args.gap,
+                   ["--n", str(args.n), "--seed", str(args.seed), "--sweeps", str(args.sweeps)]
+                   + (["--pin", str(args.pin)] if args.pin is not None else []))
     a, b = (json.loads((work / f"pass{k}.json").read_text()) for k in (1, 2))
     sweeps = max(int(w[5:]) for r in a["rows"].values() for w in r)
     pins = {tuple(r["sweep2"].get("pinned_cpus") or ()) for r in a["rows"].values() if "sweep2" in r}
