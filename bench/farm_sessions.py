@@ -129,9 +129,11 @@ def judge_run(A: dict, B: dict, sweeps: int, pin: int | None = None) -> dict:
     for P, name in ((A, "pass1"), (B, "pass2")):
         out["within_pass"][name] = {
             "back_to_back": stats([value(P[i], [(1, 0)]) / value(P[i], [(1, 1)]) - 1 for i in ids])}
-        if sweeps >= 2:
-            out["within_pass"][name]["pinned_back_to_back" if pin is not None else "sweep_to_sweep"] = stats(
-                [value(P[i], [(2, 0)]) / value(P[i], [(2, 1)]) - 1 for i in ids] if pin is not None else
+        if pin is not None:
+            out["within_pass"][name]["pinned_back_to_back"] = stats(
+                [value(P[i], [(2, 0)]) / value(P[i], [(2, 1)]) - 1 for i in ids])
+        elif sweeps >= 2:
+            out["within_pass"][name]["sweep_to_sweep"] = stats(
                 [value(P[i], two) / value(P[i], [(2, 0), (2, 1)]) - 1 for i in ids])
     every = [(w, j) for w in range(1, sweeps + 1) for j in (0, 1)]
     for c in CANDLES:  # one candle's ratio alone, all sessions: does either reference follow the candidates?
@@ -143,8 +145,7 @@ def judge_run(A: dict, B: dict, sweeps: int, pin: int | None = None) -> dict:
     out["candle_relation_small_over_large"] = rel
     out["raw_median"] = stats([A[i]["sweep1"]["median_ms"] / B[i]["sweep1"]["median_ms"] - 1 for i in ids])
     out["clean_first_sweep"] = {name: sum(P[i]["sweep1"]["status"] == "ok" for i in ids) for P, name in ((A, "pass1"), (B, "pass2"))}
-    out["per_candidate_signed"] = {i: value(A[i], [(w, j) for w in range(1, sweeps + 1) for j in (0, 1)]) /
-                                   value(B[i], [(w, j) for w in range(1, sweeps + 1) for j in (0, 1)]) - 1 for i in ids}
+    out["per_candidate_signed"] = {i: value(A[i], every) / value(B[i], every) - 1 for i in ids}
     return out
 
 
@@ -177,6 +178,8 @@ def judge_held_out_pair() -> dict:
         pairs = [(max(fn(A[i]["session_ratios"])[0], fn(B[i]["session_ratios"])[0]),
                   fn(A[i]["session_ratios"])[1] / fn(B[i]["session_ratios"])[1] - 1) for i in ids]
         out[name] = {str(g): stats([m for a, m in pairs if g is None or a <= g]) for g in GATES}
+    for fn, name in ((np.mean, "mean of all sessions"), (np.median, "median of all sessions")):
+        out[name] = {"None": stats([fn(A[i]["session_ratios"]) / fn(B[i]["session_ratios"]) - 1 for i in ids])}
     return out
 
 
@@ -200,9 +203,12 @@ def report(run: dict, held: dict) -> list[str]:
     lines += [_row(f"sessions within {float(g):.1%}" if g != "None" else "no gate", s) for g, s in run["gate"].items()]
     lines += ["", f"shipped held-out pair (3.6 h apart, stored protocol, nearest candle): {held['n']} networks; "
                   f"sessions used {held['sessions_used']}", head]
-    for rule in ("first two sessions", "closest pair of up to four (stored rule)"):
+    for rule in ("first two sessions", "closest pair of up to four (stored rule)", "mean of all sessions",
+                 "median of all sessions"):
         lines += [_row(f"{rule}, " + (f"within {float(g):.1%}" if g != "None" else "no gate"), s)
                   for g, s in held[rule].items()]
+    signed = list(run["per_candidate_signed"].values())
+    lines += ["", f"each network, all its sessions, pass 1 / pass 2 - 1: {min(signed):+.1%} to {max(signed):+.1%}"]
     rel = run["candle_relation_small_over_large"]
     lines += ["", f"candles' relation (small candle / large candle latency within one session, median): pass 1 {rel['pass1']:.4f}, "
                   f"pass 2 {rel['pass2']:.4f} ({rel['pass1'] / rel['pass2'] - 1:+.2%}); first sweep clean "
