@@ -11,6 +11,11 @@ with whole networks measured on the same device by the same protocol.
 Printed:
 
 1. the block table: keys per type, the per-call overhead subtracted, failures;
+1b. with ``--extend-kernel 7`` and/or ``--weights``: conv blocks at kernel 7 (nn-Meter's grid stops at
+   5; the search space's LocalAgg has 7), the device's weight traffic (ms per MB of weights a whole
+   network fetches and a block timed alone keeps cached), and, with ``--table``, the bridge that puts
+   them in the earlier table's unit; the mapping is then judged on the extended table, and with the
+   weight traffic as one more part (rows ``v2 +k7`` and ``v2 +k7 +w``);
 2. the block regressors' held-out random 20 % per type (as bench/phone_blocks.py prints for phones);
 3. whole networks (the three presets, ``--random`` draws of the default space, and ``--held-out``
    constructor-like networks of search_space.held_out, drawn differently), per mapping version:
@@ -25,8 +30,9 @@ Printed:
 6. part by part (``--parts``: the presets and that many random networks): every half-block measured
    on its own (``search_space.networks.HalfBlockNetwork``, overhead subtracted; the blocks of a stage
    are identical, so the first of each kind stands for the others) against its predicted time, summed
-   by kind (stem, patch embedding, LocalAgg, attention half with r > 1 and r = 1, head), and the sum
-   of the parts against the whole network.
+   by kind (stem, patch embedding, LocalAgg, attention half with r > 1 and r = 1, head), the sum
+   of the parts against the whole network, and that sum as a predictor (with ``--weights``, plus the
+   measured weight traffic): the ceiling of any model that sums blocks timed alone.
 
 Run: ``python bench/phone_validation.py --device host-litert`` (needs the [tflite] extra; resumes
 from the store: measured blocks and networks are not measured again). Writes
@@ -65,8 +71,9 @@ import search_space as ss  # noqa: E402
 from device_farm import MeasurementStore, get_profile  # noqa: E402
 from device_farm.measure import Farm, runtime_version  # noqa: E402
 from predictors.latency.phone import PROVENANCES, PhoneLatencyPredictor, load_table  # noqa: E402
-from predictors.latency.phone.device_table import (latency_of, quota,  # noqa: E402
-                                                   measure_block_table, read_table, stratified_keys, write_table)
+from predictors.latency.phone.device_table import (kernel_extension_keys, latency_of, quota,  # noqa: E402
+                                                   measure_block_table, measure_weight_traffic, read_table,
+                                                   stratified_keys, write_table)
 from predictors.latency.phone.mapping import MAPPINGS  # noqa: E402
 from predictors.latency.phone.torch_blocks import NullNetwork  # noqa: E402
 from search_space.held_out import HELD_OUT_SEED, official_like  # noqa: E402
@@ -170,9 +177,26 @@ def row(label: str, r: dict, subset: str = "all") -> None:
           f"{r['kendall_tau']:>6.3f} {r['spearman']:>6.3f}")
 
 
-def judge(device: str, table: dict, kept: list, meas: np.ndarray, sets: np.ndarray, mapping: str) -> dict:
-    """One mapping version fitted on ``table`` and judged on the measured networks (all, random, held-out)."""
-    pred = PhoneLatencyPredictor(device, mapping=mapping).fit(list(table), list(table.values()))
+def variants(mappings: list[str], table: dict, extension: dict | None) -> dict[str, tuple[str, dict, float]]:
+    """label -> (mapping, block table, weight ms per MB): every mapping on the table as it is; with an
+    extension (section 1b), the last mapping on the extended table, then with the weight traffic too."""
+    out = {m: (m, table, 0.0) for m in mappings}
+    if extension:
+        m = mappings[-1]
+        ext_table = extension.get("table", table)
+        label = m + (f" +k{extension['kernel']['kernel']}" if "kernel" in extension else "")
+        if label != m:
+            out[label] = (m, ext_table, 0.0)
+        if "weight_traffic" in extension:
+            out[label + " +w"] = (m, ext_table, extension["weight_traffic"]["ms_per_mb_table_unit"])
+    return out
+
+
+def judge(device: str, table: dict, kept: list, meas: np.ndarray, sets: np.ndarray, mapping: str,
+          weight: float = 0.0) -> dict:
+    """One mapping version fitted on ``table`` and judged on the measured networks (all, random, held-out);
+    ``weight``: the device's weight traffic (ms per MB, in the table's unit), 0 for nn-Meter's sum of blocks."""
+    pred = PhoneLatencyPredictor(device, mapping=mapping, weight_ms_per_mb=weight).fit(list(table), list(table.values()))
     parts = pred.predict_parts(kept)
     p = np.array([x.total_ms for x in parts])
     entry = {"all": rescaled(meas, p), "attribution": attribution(meas, parts), "predicted_ms": p.tolist(),
@@ -181,18 +205,28 @@ def judge(device: str, table: dict, kept: list, meas: np.ndarray, sets: np.ndarr
     for s in ("random", "held_out"):
         idx = sets == s
         entry[s] = rescaled(meas[idx], p[idx])
+    # nn-Meter's conv blocks have kernels 3 and 5 only: networks with a kernel-7 LocalAgg apart
+    k7 = np.array([any(st.kernel_size == 7 and any(b in ("lgl", "local") for b in st.blocks) for st in c.stages)
+                   for c in kept])
+    for name, idx in (("k7_local", k7), ("no_k7", ~k7)):
+        if idx.sum() >= 3:
+            entry[name] = rescaled(meas[idx], p[idx])
     return entry
 
 
 PART_KINDS = ("stem", "patch_embed", "local_agg", "attn_r>1", "attn_r1", "head")
 
 
-def part_by_part(device: str, table: dict, chosen: list, measured_parts: dict, whole: dict, scalars: dict) -> dict:
-    """Section 6: every mapping's half-block predictions (times its network-level scalar) against the
-    measured half-blocks, summed by kind, and each network's measured half-blocks against its whole."""
+def part_by_part(device: str, vs: dict, chosen: list, measured_parts: dict, whole: dict, scalars: dict,
+                 weight_run: float = 0.0) -> dict:
+    """Section 6: every variant's half-block predictions (times its network-level scalar) against the
+    measured half-blocks, summed by kind; each network's measured half-blocks against its whole; and
+    the sum of the measured half-blocks as a predictor (the ceiling of any sum of blocks timed alone),
+    and with ``weight_run`` (ms per MB in the unit of the measured half-blocks) plus the weight traffic."""
     out = {"arch_ids": [c.arch_id for c in chosen], "measured": measured_parts, "whole_ms": whole, "mappings": {}}
-    for mapping, s_ in scalars.items():
-        pred = PhoneLatencyPredictor(device, mapping=mapping).fit(list(table), list(table.values()))
+    for label, s_ in scalars.items():
+        mapping, table, weight = vs[label]
+        pred = PhoneLatencyPredictor(device, mapping=mapping, weight_ms_per_mb=weight).fit(list(table), list(table.values()))
         per_kind = {k: [0.0, 0.0] for k in PART_KINDS}
         rows_ = []
         for c in chosen:
@@ -204,8 +238,8 @@ def part_by_part(device: str, table: dict, chosen: list, measured_parts: dict, w
             rows_.append({"arch_id": c.arch_id, "whole_ms": whole[c.arch_id],
                           "sum_parts_ms": sum(measured_parts[c.arch_id].values()), "predicted_ms": sum(hb_pred.values()),
                           "half_blocks_predicted_ms": hb_pred})
-        out["mappings"][mapping] = {"scalar": s_, "per_kind": per_kind, "networks": rows_}
-        print(f"  mapping {mapping} (predicted x {s_:.3f}, the network-level scalar)")
+        out["mappings"][label] = {"scalar": s_, "per_kind": per_kind, "networks": rows_}
+        print(f"  {label} (predicted x {s_:.3f}, the network-level scalar)")
         print(f"    {'kind':<12} {'measured':>9} {'predicted':>9} {'pred/meas':>9}")
         for k, (mm, pp) in per_kind.items():
             if mm > 0:
@@ -213,10 +247,25 @@ def part_by_part(device: str, table: dict, chosen: list, measured_parts: dict, w
     for r in out["mappings"][next(iter(scalars))]["networks"]:
         print(f"  {r['arch_id']}: whole {r['whole_ms']:.2f} ms, sum of its measured half-blocks {r['sum_parts_ms']:.2f} ms "
               f"({r['sum_parts_ms'] / r['whole_ms'] - 1:+.1%})")
+    w = np.array([whole[c.arch_id] for c in chosen])
+    summed = np.array([sum(measured_parts[c.arch_id].values()) for c in chosen])
+    mb = np.array([ss.cost(c).params * 4 / 1e6 for c in chosen])
+    per_mb = (w - summed) / mb
+    out["whole_minus_sum_ms_per_mb"] = per_mb.tolist()
+    print(f"  the whole minus the sum of its half-blocks, per MB of fp32 weights: median {np.median(per_mb):.3f} ms/MB "
+          f"({per_mb.min():.3f} to {per_mb.max():.3f})")
+    out["sum_of_measured_parts"] = rescaled(w, summed)
+    print(f"  the sum of the measured half-blocks as a predictor of the whole, one scalar: {len(w)} networks, "
+          f"{out['sum_of_measured_parts']['within_10']:.1%} within 10 %, {out['sum_of_measured_parts']['within_5']:.1%} "
+          f"within 5 %, tau {out['sum_of_measured_parts']['kendall_tau']:.3f}")
+    if weight_run > 0:
+        r = out["sum_of_measured_parts_plus_weights"] = rescaled(w, summed + weight_run * mb)
+        print(f"  ... plus the measured weight traffic ({weight_run:.3f} ms/MB x fp32 weights): {r['within_10']:.1%} "
+              f"within 10 %, {r['within_5']:.1%} within 5 %, tau {r['kendall_tau']:.3f}")
     return out
 
 
-def recorded(path: Path, mappings: list[str], table_path: str | None = None, repeat: Path | None = None) -> None:
+def recorded(path: Path, mappings: list[str], table_path: str | None = None, repeat: list[Path] | None = None) -> None:
     """Every mapping judged on a written run's block table and network latencies (no measurement).
 
     ``table_path``: another block table (another device's) in place of the run's own: how well one
@@ -238,53 +287,108 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
     sets = np.array(run["networks"]["sets"])
     meas = np.array(run["networks"]["latency_ms"])
     instrument = None
-    if repeat is not None:
-        again = json.loads(repeat.read_text())
-        if again["device"] != device:
-            raise SystemExit(f"--repeat: {repeat} measured {again['device']}, {path} measured {device}: not a repeat")
-        second = dict(zip(again["networks"]["arch_ids"], again["networks"]["latency_ms"]))
-        both = [i for i, a in enumerate(ids) if a in second]
+    if repeat:
+        others = []
+        for rp in repeat:
+            again = json.loads(rp.read_text())
+            if again["device"] != device:
+                raise SystemExit(f"--repeat: {rp} measured {again['device']}, {path} measured {device}: not a repeat")
+            others.append(dict(zip(again["networks"]["arch_ids"], again["networks"]["latency_ms"])))
+        both = [i for i, a in enumerate(ids) if all(a in o for o in others)]
         if len(both) < 3:
-            raise SystemExit(f"--repeat: {repeat} measured {len(both)} of the {len(ids)} networks of {path} (needs >= 3)")
-        first = meas[both]
-        again_ms = np.array([second[ids[i]] for i in both])
-        instrument = rescaled(again_ms, first)  # run 1 as a predictor of run 2
-        ids, sets, meas = [ids[i] for i in both], sets[both], np.sqrt(first * again_ms)
+            raise SystemExit(f"--repeat: {len(both)} of the {len(ids)} networks of {path} were measured by every "
+                             "repeat (needs >= 3)")
+        runs_ms = np.array([meas[both]] + [[o[ids[i]] for i in both] for o in others])
+        instrument = rescaled(runs_ms[1], runs_ms[0])  # run 1 as a predictor of run 2
+        # Each run is in its own store's unit (its reference candles): a factor per run, which the
+        # geometric mean carries as one factor and the one-scalar rescale removes.
+        ids, sets, meas = [ids[i] for i in both], sets[both], np.exp(np.log(runs_ms).mean(axis=0))
     kept = [nets[a][1] for a in ids]
     macs = np.array([ss.cost(c).macs for c in kept], float)
     params = np.array([ss.cost(c).params for c in kept], float)
     print(f"{len(kept)} networks measured on {device} ({run['date']}), {len(table)} blocks; no new measurement")
     if instrument is not None:
-        print(f"  truth: the geometric mean of this run and {repeat} ({json.loads(repeat.read_text())['date']}), "
-              f"the {len(kept)} networks both measured")
+        print(f"  truth: the geometric mean of this run and {', '.join(str(r) for r in repeat)}, the {len(kept)} "
+              "networks every run measured")
     print(f"  {'predictor':<28} {'set':<9} {'n':>3} {'ratio':>6} {'<=10%':>6} {'<=5%':>6} {'tau':>6} {'rho':>6}")
     out = {"recorded": str(path), "recorded_date": run["date"], "device": device, "mappings": {},
            "baselines": {"macs": rescaled(meas, macs), "linear_macs_params_cv5": linear_cv(meas, np.c_[macs, params])}}
-    for mapping in mappings:
-        e = out["mappings"][mapping] = judge(device, table, kept, meas, sets, mapping)
-        row(f"phone model, mapping {mapping}", e["all"])
-        for s in ("random", "held_out"):
-            row("", e[s], s)
+    ext = None
+    if run.get("extension") and not table_path:  # the run's extended table and weight traffic
+        ext = dict(run["extension"], table=read_table(RESULTS.parent.parent / run["extension"]["table_path"]))
+    vs = variants(mappings, table, ext)
+    for label, (mapping, tab, weight) in vs.items():
+        e = out["mappings"][label] = judge(device, tab, kept, meas, sets, mapping, weight)
+        row(f"phone model, {label}", e["all"])
+        for s in ("random", "held_out", "k7_local", "no_k7"):
+            if s in e:
+                row("", e[s], s)
     row("MACs (one scalar)", out["baselines"]["macs"])
     row("linear MACs+params (CV)", out["baselines"]["linear_macs_params_cv5"])
     if instrument is not None:
-        out["instrument"], out["repeat"] = instrument, str(repeat)
+        out["instrument"], out["repeat"] = instrument, [str(r) for r in repeat]
         row("instrument (run 1 -> run 2)", instrument)
     print("\nwhere the error sits (share of the prediction; NNLS coefficient: measured ~ sum of c x part)")
-    for mapping in mappings:
-        a = out["mappings"][mapping]["attribution"]
-        print(f"  mapping {mapping}: " + ", ".join(f"{k} {a['share'][k]:.2f} (c={a['nnls_by_provenance'][k]:.2f})"
-                                               for k in PROVENANCES))
+    for label in vs:
+        a = out["mappings"][label]["attribution"]
+        print(f"  {label}: " + ", ".join(f"{k} {a['share'][k]:.2f} (c={a['nnls_by_provenance'][k]:.2f})"
+                                         for k in PROVENANCES))
     if "parts" in run and instrument is None:  # section 6 again, from the half-blocks that run measured
         chosen = [nets[a][1] for a in run["parts"]["arch_ids"]]
         whole = {a: float(meas[ids.index(a)]) for a in run["parts"]["arch_ids"]}
         print(f"\npart by part on {len(chosen)} networks (half-blocks measured by that run)")
-        out["parts"] = part_by_part(device, table, chosen, run["parts"]["measured"], whole,
-                                    {m: out["mappings"][m]["all"]["median_ratio"] for m in mappings})
+        out["parts"] = part_by_part(device, vs, chosen, run["parts"]["measured"], whole,
+                                    {m: out["mappings"][m]["all"]["median_ratio"] for m in vs},
+                                    (ext or {}).get("weight_traffic", {}).get("ms_per_mb", 0.0))
     if table_path:
         out["table_override"] = str(table_path)
     write_result("phone_validation_recorded" + (f"_{was.tag}" if was.tag else "") + ("_cross" if table_path else "")
                  + ("_repeat" if repeat else ""), out)
+
+
+def extend(farm, profile, table: dict, args) -> dict:
+    """Section 1b: the table extended where nn-Meter's grid stops, and the device's weight traffic.
+
+    ``--extend-kernel K``: conv blocks at kernel K (:func:`kernel_extension_keys`; nn-Meter measured
+    3 and 5, the search space also has 7). ``--weights``: the cost per MB of weights a whole network
+    fetches and a block timed alone keeps cached (:func:`measure_weight_traffic`). Both are measured in
+    this run's store; a table an earlier run wrote (``--table``) is in that run's unit (every store
+    fixes its own reference candles), so its conv blocks are measured again first and the median
+    ratio, the *bridge*, brings the new values into the table's unit. The extended table is written
+    beside the run's files."""
+    out: dict = {}
+    factor = 1.0
+    if args.table:
+        keys = sorted(k for k in table if k.startswith("conv_"))[:args.bridge_n]
+        print(f"\n[1b] bridge: the table's {len(keys)} conv blocks measured again in this run's store", flush=True)
+        again, inf = measure_block_table(farm, profile, keys)
+        ratio = np.array([again[k] / table[k] for k in keys if k in again])
+        factor = float(np.median(ratio))
+        dev = np.abs(ratio / factor - 1)
+        out["bridge"] = {"n": int(len(ratio)), "factor": factor, "median_rel": float(np.median(dev)),
+                         "p90_rel": float(np.quantile(dev, 0.9)), "disturbed": len(inf["disturbed"])}
+        print(f"  this run / the table: x{factor:.3f}; after that factor the blocks repeat to {np.median(dev):.1%} "
+              f"median, {np.quantile(dev, 0.9):.1%} p90 ({len(inf['disturbed'])} disturbed)")
+    ext_table = dict(table)
+    if args.extend_kernel:
+        keys = kernel_extension_keys(list(load_table("s21")), args.extend_kernel, args.extend_n)
+        print(f"[1b] {len(keys)} conv blocks at kernel {args.extend_kernel} (beyond nn-Meter's grid)", flush=True)
+        new, inf = measure_block_table(farm, profile, keys)
+        ext_table.update({k: v / factor for k, v in new.items()})
+        out["kernel"] = {"kernel": args.extend_kernel, "keys": sorted(new), "failed": inf["failed"],
+                         "disturbed": inf["disturbed"]}
+    if args.weights:
+        w = measure_weight_traffic(farm, profile)
+        w["ms_per_mb_table_unit"] = w["ms_per_mb"] / factor
+        out["weight_traffic"] = w
+        print(f"[1b] weight traffic: chains of {', '.join(w['latency_ms'])} Linear layers: "
+              f"{w['cached_ms_per_layer'] * 1e3:.1f} us per cached layer, {w['streamed_ms_per_layer'] * 1e3:.1f} us per "
+              f"streamed one ({w['layer_mb']:.3f} MB): {w['ms_per_mb']:.3f} ms per MB of weights")
+    tag = f"_{args.tag}" if args.tag else ""
+    path = write_table(RESULTS / f"{args.device}{tag}_extended_blocks.json.gz", ext_table)
+    out["table_path"] = str(path.relative_to(RESULTS.parent.parent))
+    out["table"] = ext_table
+    return out
 
 
 def parser() -> argparse.ArgumentParser:
@@ -301,11 +405,19 @@ def parser() -> argparse.ArgumentParser:
                                                           "the presets; -1: no part-by-part check)")
     ap.add_argument("--table", help="a block table an earlier run wrote (e.g. bench/results/host-litert_blocks.json.gz): "
                                     "used as it is, only the networks are measured; writes phone_validation_table.json")
+    ap.add_argument("--extend-kernel", type=int, choices=(7,), help="also measure conv blocks at this kernel, "
+                                                                     "beyond nn-Meter's grid (section 1b)")
+    ap.add_argument("--extend-n", type=int, default=24, help="conv blocks measured at --extend-kernel")
+    ap.add_argument("--bridge-n", type=int, default=16, help="with --table and section 1b: the table's conv blocks "
+                                                              "measured again to put new blocks in its unit")
+    ap.add_argument("--weights", action="store_true", help="measure the device's weight traffic (ms per MB) and "
+                                                           "judge the model with it too (section 1b)")
     ap.add_argument("--tag", help="suffix of the files written (another machine's run beside the stored one: --tag xeon)")
     ap.add_argument("--recorded", type=Path, help="no measurement: judge every mapping on the block table and the "
                                                    "network latencies a run wrote (its phone_validation.json)")
-    ap.add_argument("--repeat", type=Path, help="with --recorded: a later run of the same networks on the same device "
-                                                 "(truth: the geometric mean of both; the instrument row printed)")
+    ap.add_argument("--repeat", type=Path, nargs="+", help="with --recorded: later runs of the same networks on the same "
+                                                            "device (truth: the geometric mean of all; the instrument "
+                                                            "row: the first run against the second)")
     return ap
 
 
@@ -356,6 +468,10 @@ def main() -> None:
         "n": len(table), "per_type": counts, "overhead_ms": info["overhead_ms"], "failed": info["failed"],
         "disturbed": info["disturbed"], "runtime_version": info["runtime_version"], "path": str(table_path),
         "measured_in_this_run": not args.table}}
+    ext = None
+    if args.extend_kernel or args.weights:
+        ext = extend(farm, profile, table, args)
+        results["extension"] = {k: v for k, v in ext.items() if k != "table"}
 
     nets = networks(args.random, args.held_out, args.seed)
     meas, kept, sets, clean = [], [], [], []
@@ -385,16 +501,17 @@ def main() -> None:
     results["mappings"] = {}
 
     fits = {}
-    for mapping in args.mappings:
+    vs = variants(args.mappings, table, ext)
+    for label, (mapping, tab, weight) in vs.items():
         t1 = time.perf_counter()
-        entry = judge(args.device, table, kept, meas, sets, mapping)
-        fits[mapping] = entry["fit_seconds"] = time.perf_counter() - t1
+        entry = judge(args.device, tab, kept, meas, sets, mapping, weight)
+        fits[label] = entry["fit_seconds"] = time.perf_counter() - t1
         cl = np.array(clean)
         if cl.sum() >= 3:
             entry["clean_only"] = rescaled(meas[cl], np.array(entry["predicted_ms"])[cl])
-        results["mappings"][mapping] = entry
-        row(f"phone model, mapping {mapping}", entry["all"])
-        for s in ("random", "held_out", "clean_only"):
+        results["mappings"][label] = entry
+        row(f"phone model, {label}", entry["all"])
+        for s in ("random", "held_out", "clean_only", "k7_local", "no_k7"):
             if s in entry:
                 row("", entry[s], s)
     row("MACs (one scalar)", results["baselines"]["macs"])
@@ -410,15 +527,15 @@ def main() -> None:
         print(f"  {t:<10} n={m['n']:>3} within 10 % {m['within_10']:.1%}  tau {m['kendall_tau']:.3f}")
 
     print("\n[4] where the error sits (share of the prediction; NNLS coefficient: measured ~ sum of c x part)")
-    for mapping in args.mappings:
+    for mapping in vs:
         a = results["mappings"][mapping]["attribution"]
-        print(f"  mapping {mapping}: " + ", ".join(f"{k} {a['share'][k]:.2f} (c={a['nnls_by_provenance'][k]:.2f})"
+        print(f"  {mapping}: " + ", ".join(f"{k} {a['share'][k]:.2f} (c={a['nnls_by_provenance'][k]:.2f})"
                                                for k in PROVENANCES))
         for g in a["groups"]:
             print(f"      {g['block_type']:<10} {g['provenance']:<12} share {g['share']:.3f}  c={g['nnls']:.2f}")
 
     print("\n[5] presets (224x224): measured vs predicted")
-    for mapping in args.mappings:
+    for mapping in vs:
         p = np.array(results["mappings"][mapping]["predicted_ms"])
         s = results["mappings"][mapping]["all"]["median_ratio"]
         for name in ("edgevit_xxs", "edgevit_xs", "edgevit_s"):
@@ -431,8 +548,9 @@ def main() -> None:
         measured_parts = {c.arch_id: measure_parts(farm, profile, c, info["overhead_ms"], info["runtime_version"])
                           for c in chosen}
         whole = {c.arch_id: float(meas[kept.index(c)]) for c in chosen}
-        scalars = {m: results["mappings"][m]["all"]["median_ratio"] for m in args.mappings}
-        results["parts"] = part_by_part(args.device, table, chosen, measured_parts, whole, scalars)
+        scalars = {m: results["mappings"][m]["all"]["median_ratio"] for m in vs}
+        results["parts"] = part_by_part(args.device, vs, chosen, measured_parts, whole, scalars,
+                                        (ext or {}).get("weight_traffic", {}).get("ms_per_mb", 0.0))
     results["seconds"] = {"blocks": t_blocks, "total": time.perf_counter() - t0, "fit": fits}
     write_result(("phone_validation_table" if args.table else "phone_validation") + (f"_{args.tag}" if args.tag else ""),
                  results)

@@ -279,3 +279,24 @@ def test_mapping_v2_queries_attention_with_the_candidates_heads_and_prices_it_by
     t2 = sum(p.ms for p in p2.parts if p.part == "attention")
     assert 0 < t2 < t1
     assert [p.ms for p in p1.parts if p.part != "attention"] == [p.ms for p in p2.parts if p.part != "attention"]
+
+
+def test_weight_traffic_adds_one_network_part_of_its_measured_cost(s21):
+    """A device that measured its weight traffic (ms per MB) gets one more part per candidate: that times
+    the candidate's fp32 weights; 0 keeps nn-Meter's sum of blocks, and a bad value is a one-line error."""
+    cfgs = [ss.PRESETS["edgevit_xxs"], ss.PRESETS["edgevit_s"]]
+    base = s21.predict_parts(cfgs)
+    s21.set_params(weight_ms_per_mb=0.25)
+    try:
+        more = s21.predict_parts(cfgs)
+    finally:
+        s21.set_params(weight_ms_per_mb=0.0)
+    for b, m, cfg in zip(base, more, cfgs):
+        net = [p for p in m.parts if p.provenance == "network"]
+        assert len(net) == 1 and net[0].part == "weight_traffic"
+        assert net[0].ms == pytest.approx(0.25 * ss.cost(cfg).params * 4 / 1e6, rel=1e-12)
+        assert m.total_ms == pytest.approx(b.total_ms + net[0].ms, rel=1e-12) and m.std_ms > b.std_ms
+        assert sum(m.share().values()) == pytest.approx(1.0) and m.share()["network"] > 0
+    assert all(b.share()["network"] == 0 for b in base)
+    with pytest.raises(ValueError, match=r"weight_ms_per_mb=-1.0: allowed: a finite number >= 0"):
+        PhoneLatencyPredictor("s21", weight_ms_per_mb=-1.0).fit(*table_blocks("s21"))

@@ -87,3 +87,38 @@ def test_leave_one_phone_out_beats_one_scale_and_macs(s21_keys):
         tr = BlockTransfer(method).fit([tables["s21"], tables["pixel4"]], {k: tables["pixel1"][k] for k in chosen})
         share[method] = np.mean(np.abs(tr.predict([tables["s21"], tables["pixel4"]], rest) / y - 1) <= 0.10)
     assert share["shared"] >= 0.95 and share["shared"] > share["global"] + 0.1 and share["shared"] > share["macs"] + 0.5
+
+
+def test_weight_stream_network_counts_its_weights_and_refuses_bad_sizes():
+    from predictors.latency.phone.torch_blocks import WeightStreamNetwork
+
+    net = WeightStreamNetwork(3, width=32, tokens=4)
+    model = net.build()
+    assert sum(p.numel() for p in model.parameters()) * 4 / 1e6 == pytest.approx(net.weight_mb, rel=1e-12)
+    assert model(torch.randn(*net.input_shape)).shape == (1, 4, 32)
+    assert net.arch_id != WeightStreamNetwork(4, width=32, tokens=4).arch_id and net.config_dict() is None
+    with pytest.raises(ValueError, match=r"WeightStreamNetwork.depth=0: allowed: a positive integer"):
+        WeightStreamNetwork(0)
+
+
+def test_weight_traffic_is_measured_by_the_farm_and_resumes(tmp_path):
+    """Four real chains measured through the farm (onnxruntime here: the function is the same for LiteRT
+    and a phone); the cost per MB is the difference of two slopes, and a rerun takes the stored rows."""
+    from device_farm import MeasurementStore, get_profile
+    from device_farm.measure import Farm, MeasureProtocol
+    from predictors.latency.phone.device_table import measure_weight_traffic
+
+    quick = MeasureProtocol(session_seconds=0.5, rounds_min=6, ratio_ci=0.03, session_agreement=0.25, warmup_s=0.1)
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), tmp_path / "cache", protocol=quick)
+    host = get_profile("host")
+    r = measure_weight_traffic(farm, host, width=128, depths=(1, 2, 16, 32))
+    ms = {int(k): v for k, v in r["latency_ms"].items()}
+    assert set(ms) == {1, 2, 16, 32} and all(v > 0 for v in ms.values())
+    assert ms[32] > ms[1]  # 32 layers of work take longer than one, whatever the caches do
+    assert r["ms_per_mb"] >= 0 and r["layer_mb"] == pytest.approx((128 * 128 + 128) * 4 / 1e6)
+    assert r["ms_per_mb"] == pytest.approx(max(r["streamed_ms_per_layer"] - r["cached_ms_per_layer"], 0) / r["layer_mb"])
+    n = len(farm.store.query(device=host.id))
+    again = measure_weight_traffic(farm, host, width=128, depths=(1, 2, 16, 32))
+    assert len(farm.store.query(device=host.id)) == n and again["latency_ms"] == r["latency_ms"]
+    with pytest.raises(ValueError, match="four increasing chain depths"):
+        measure_weight_traffic(farm, host, depths=(8, 2, 48, 96))

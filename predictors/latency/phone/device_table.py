@@ -27,9 +27,10 @@ import numpy as np
 from search_space.files import atomic_write
 
 from .blocks import BLOCK_TYPES, parse_key
-from .torch_blocks import BlockNetwork, NullNetwork
+from .torch_blocks import BlockNetwork, NullNetwork, WeightStreamNetwork
 
-__all__ = ["DEFAULT_PER_TYPE", "quota", "stratified_keys", "latency_of", "measure_block_table", "write_table", "read_table"]
+__all__ = ["DEFAULT_PER_TYPE", "WEIGHT_STREAM_DEPTHS", "quota", "stratified_keys", "latency_of", "measure_block_table",
+           "measure_weight_traffic", "kernel_extension_keys", "write_table", "read_table"]
 
 #: Keys per block type: every firstconv (12 in the tables), most mbpool, 50 of the large types.
 DEFAULT_PER_TYPE: dict[str, int] = {"firstconv": 12, "conv": 50, "transds": 50, "transattn": 50, "transffn": 50,
@@ -62,6 +63,28 @@ def stratified_keys(keys: Sequence[str], per_type: Mapping[str, int] = DEFAULT_P
                     picked.append(str(pools[hw].pop()))
         out += sorted(picked)
     return out
+
+
+def kernel_extension_keys(keys: Sequence[str], kernel: int = 7, n: int = 24, seed: int = 0) -> list[str]:
+    """``n`` conv keys of ``keys`` rewritten with a ``kernel`` the table does not hold, spread over the
+    input sides as :func:`stratified_keys` spreads them.
+
+    Why: nn-Meter measured MBConv blocks with kernels 3 and 5 only, and the search space's LocalAgg
+    also takes 7; a regressor fitted on 3 and 5 cannot know that a runtime's 7x7 depthwise kernel
+    may be of another speed class (LiteRT's XNNPACK on this project's CPUs: a LocalAgg three times
+    slower at 7 than at 5, bench/RESULTS.md). A device that measures these keys prices 7 from its
+    own blocks; the phones' shipped tables cannot, and their k = 7 queries stay extrapolations.
+    """
+    from dataclasses import replace
+
+    have = set(keys)
+    conv = sorted({replace(parse_key(k), kernel=kernel).key() for k in keys if parse_key(k).type == "conv"} - have)
+    # A quarter without expansion (e = 1): the shape a LocalAgg maps onto, where the depthwise conv
+    # is most of the block; stratified_keys alone would rarely pick one (48 of nn-Meter's 1,788).
+    e1 = [k for k in conv if parse_key(k).expansion == 1]
+    n_e1 = min(len(e1), n // 4)
+    rest = [k for k in conv if parse_key(k).expansion != 1]
+    return sorted(stratified_keys(e1, {"conv": n_e1}, seed=seed) + stratified_keys(rest, {"conv": n - n_e1}, seed=seed))
 
 
 def latency_of(m, farm) -> tuple[float | None, bool]:
@@ -133,6 +156,55 @@ def measure_block_table(farm, profile, keys: Sequence[str],
     info = {"device": profile.id, "runtime_version": version, "overhead_ms": overhead, "raw_ms": raw,
             "failed": failed, "disturbed": disturbed, "n": len(table)}
     return table, info
+
+
+#: Depths of the weight-stream chains (width 256: 0.26 MB of weights per layer): two whose weights stay
+#: in a core's caches between runs (0.5 and 2.1 MB; a 4 MiB L2 on this project's Intel Xeon) and two
+#: whose weights cannot (12.6 and 25.2 MB). On a phone core (512 KiB L2 on a Cortex-A78) the short
+#: pair is partly streamed too, which makes the figure a lower bound there.
+WEIGHT_STREAM_DEPTHS: tuple[int, int, int, int] = (2, 8, 48, 96)
+
+
+def measure_weight_traffic(farm, profile, width: int = 256, tokens: int = 16,
+                           depths: Sequence[int] = WEIGHT_STREAM_DEPTHS, reuse: bool = True) -> dict[str, object]:
+    """What a whole network pays per MB of weights that a block table, timing each block alone, does not.
+
+    Four chains of Linear layers (:class:`~.torch_blocks.WeightStreamNetwork`), each measured with the
+    farm's protocol: the per-layer cost of the short pair (weights cached; the slope, so the per-call
+    overhead cancels) and of the long pair (weights fetched on every run); their difference divided by
+    one layer's weights is ``ms_per_mb`` (floored at 0). Returns it with the four latencies.
+    """
+    from device_farm.measure import runtime_version
+
+    if len(depths) != 4 or list(depths) != sorted(set(depths)):
+        raise ValueError(f"depths={tuple(depths)!r}: allowed: four increasing chain depths")
+    version = runtime_version(profile)
+    ms: dict[int, float] = {}
+    clean: dict[int, bool] = {}
+    for d in depths:
+        net = WeightStreamNetwork(int(d), width, tokens)
+        rows = []
+        if reuse and farm.store is not None:
+            rows = [r for r in farm.store.query(device=profile.id, arch_id=net.arch_id, runtime_version=version,
+                                                threads=profile.threads) if r.status in ("ok", "disturbed")]
+        m = rows[-1] if rows else farm.measure(net, profile)
+        v, ok = latency_of(m, farm)
+        for _ in range(2):  # a disturbed first measurement in a fresh store has no reference to normalise by
+            if v is not None or m.status == "failed":
+                break
+            m = farm.measure(net, profile)
+            v, ok = latency_of(m, farm)
+        if v is None:
+            raise RuntimeError(f"device {profile.id}: {net.name} did not measure: {m.status} {m.error}")
+        ms[int(d)], clean[int(d)] = v, ok
+    d0, d1, d2, d3 = (int(d) for d in depths)
+    cached = (ms[d1] - ms[d0]) / (d1 - d0)
+    streamed = (ms[d3] - ms[d2]) / (d3 - d2)
+    layer_mb = WeightStreamNetwork(1, width, tokens).weight_mb
+    return {"device": profile.id, "runtime_version": version, "width": width, "tokens": tokens,
+            "latency_ms": {str(d): v for d, v in ms.items()}, "clean": {str(d): c for d, c in clean.items()},
+            "cached_ms_per_layer": cached, "streamed_ms_per_layer": streamed, "layer_mb": layer_mb,
+            "ms_per_mb": max(streamed - cached, 0.0) / layer_mb}
 
 
 def write_table(path: str | os.PathLike, table: Mapping[str, float]) -> Path:

@@ -54,7 +54,9 @@ from .blocks import NNMETER_HEAD_DIM, BlockSpec, Work, block_work, format_number
 __all__ = ["PROVENANCES", "RATE", "HEADS_TOLERANCE", "MAPPINGS", "DEFAULT_MAPPING", "BLOCK_KINDS", "MappedPart",
            "map_candidate"]
 
-PROVENANCES: tuple[str, ...] = ("direct", "approximate", "transferred")
+#: ``network``: not a part of any half-block, what a whole network pays beyond its blocks timed alone
+#: (the weight traffic of :class:`~.model.PhoneLatencyPredictor`; absent unless the device measured it).
+PROVENANCES: tuple[str, ...] = ("direct", "approximate", "transferred", "network")
 #: ``block_type`` of transferred parts: the per-phone rate model, not a measured block type.
 RATE = "rate"
 #: A head count within this relative distance of nn-Meter's C/16 counts as matching (direct).

@@ -37,7 +37,7 @@ from .mapping import BLOCK_KINDS, DEFAULT_MAPPING, PROVENANCES, map_candidate
 from .regressors import EXTRAPOLATION_SPLITS, BlockRegressor, RateModel, extrapolation_split, feature_value, random_split
 from .tables import check_device, load_table
 
-__all__ = ["FIT_VERSION", "APPROX_SIGMA", "DIRECT_SIGMA", "PartPrediction", "PhonePrediction", "PhoneLatencyPredictor",
+__all__ = ["FIT_VERSION", "APPROX_SIGMA", "DIRECT_SIGMA", "WEIGHT_SIGMA", "PartPrediction", "PhonePrediction", "PhoneLatencyPredictor",
            "table_blocks", "fit_phone", "predict_phone_latency", "predict_phone_latency_batch"]
 
 #: Version of what fitting a phone model computes: bump it whenever a change here, in the mapping or in
@@ -50,6 +50,9 @@ APPROX_SIGMA = 0.15
 #: Relative uncertainty added (in quadrature) to direct parts for the operator differences a direct
 #: mapping keeps (GELU for h-swish, biases, EdgeViT's exporter against nn-Meter's Keras graph). A judgment.
 DIRECT_SIGMA = 0.05
+#: Relative uncertainty of the weight-traffic part (:attr:`PhoneLatencyPredictor.weight_ms_per_mb`): its
+#: per-MB cost comes from four chain measurements, not from whole networks; a judgment, not measured.
+WEIGHT_SIGMA = 0.3
 #: A block type with fewer measured blocks than this is fitted on all of them, with no held-out split.
 MIN_HELDOUT_ROWS = 5
 
@@ -103,13 +106,19 @@ class PhoneLatencyPredictor(LatencyEstimator):
     ``(mean, std)`` in ms; :meth:`predict_parts` gives the parts with their provenance.
     ``refit_full``: after the held-out evaluation, refit the chosen kind on every row (the evaluated
     model is the 80 % one). ``device_id`` only labels the predictions.
+
+    ``weight_ms_per_mb``: the device's cost of fetching a MB of weights that a block timed alone keeps
+    in its caches (:func:`~.device_table.measure_weight_traffic`); when set, every candidate gets one
+    more part, ``weight_traffic`` (provenance ``network``), of that times its fp32 weights. 0 (the
+    default, and the phones' value while no phone has measured it): nn-Meter's premise, a network is
+    the sum of its blocks timed alone.
     """
 
     kind = "phone-blocks"
 
     def __init__(self, device_id: str = "s21", model: str = "auto", test_size: float = 0.2, random_state: int = 0,
                  extrapolation: bool = True, refit_full: bool = True, block_types: Sequence[str] = BLOCK_TYPES,
-                 n_estimators: int = 150, mapping: str = DEFAULT_MAPPING):
+                 n_estimators: int = 150, mapping: str = DEFAULT_MAPPING, weight_ms_per_mb: float = 0.0):
         self.device_id = device_id
         self.model = model
         self.test_size = test_size
@@ -119,6 +128,7 @@ class PhoneLatencyPredictor(LatencyEstimator):
         self.block_types = block_types
         self.n_estimators = n_estimators
         self.mapping = mapping
+        self.weight_ms_per_mb = weight_ms_per_mb
 
     def _reg(self, btype: str, model: str) -> BlockRegressor:
         return BlockRegressor(btype, model=model, random_state=self.random_state, n_estimators=self.n_estimators)
@@ -128,6 +138,9 @@ class PhoneLatencyPredictor(LatencyEstimator):
         return BLOCK_KINDS.get(self.mapping, {}).get(btype, self.model)
 
     def fit(self, blocks: Sequence[BlockSpec | str], y: Sequence[float]) -> "PhoneLatencyPredictor":
+        w = self.weight_ms_per_mb
+        if not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise ValueError(f"weight_ms_per_mb={w!r}: allowed: a finite number >= 0 (ms per MB of weights)")
         for t in self.block_types:
             if t not in BLOCK_TYPES:
                 raise ValueError(f"block_types={t!r}: allowed: {', '.join(BLOCK_TYPES)}")
@@ -316,6 +329,15 @@ class PhoneLatencyPredictor(LatencyEstimator):
                     sig = math.hypot(sig, DIRECT_SIGMA)
             results[ci].append(PartPrediction(p.half_block, ms, p.provenance, p.block_type, p.part, ms * sig, extrap,
                                               p.detail, p.ops))
+        if self.weight_ms_per_mb > 0:
+            from search_space import cost
+
+            for cfg, parts in zip(cfgs, results):
+                mb = cost(cfg).params * 4 / 1e6
+                ms = float(self.weight_ms_per_mb * mb)
+                parts.append(PartPrediction("network", ms, "network", "weights", "weight_traffic", ms * WEIGHT_SIGMA,
+                                            False, f"{mb:.1f} MB of fp32 weights fetched per run at "
+                                                   f"{self.weight_ms_per_mb:.3f} ms/MB (measured on the device)"))
         out = []
         for cfg, parts in zip(cfgs, results):
             total = float(sum(p.ms for p in parts))
@@ -355,6 +377,9 @@ class PhoneLatencyPredictor(LatencyEstimator):
         self.rate_ = RateModel.from_dict(d["rate"])
         self.rate_heldout_ = dict(d["rate_heldout"])
         self.transfer_sigma_ = state_number(d, "transfer_sigma", 0.0, 1e3)
+        w = self.weight_ms_per_mb
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1e3:
+            raise ModelFileError(f"params.weight_ms_per_mb={w!r}: expected a number in [0, 1000] (ms per MB)")
 
 
 # ----------------------------------------------------------------------------------------- entry points

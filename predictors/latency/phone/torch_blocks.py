@@ -36,7 +36,7 @@ from search_space.networks import spec_id
 
 from .blocks import NNMETER_HEAD_DIM, BlockSpec, parse_key
 
-__all__ = ["BLOCK_SPEC_PREFIX", "BlockNetwork", "NullNetwork", "build_block", "block_input_shape"]
+__all__ = ["BLOCK_SPEC_PREFIX", "BlockNetwork", "NullNetwork", "WeightStreamNetwork", "build_block", "block_input_shape"]
 
 #: Spec prefix of a measured block (``nnmeter:<table key>``); its id is :func:`spec_id` of the spec.
 BLOCK_SPEC_PREFIX = "nnmeter:"
@@ -305,3 +305,67 @@ class NullNetwork:
 
     def build(self, seed: int = 0) -> nn.Module:
         return NullBlock().eval()
+
+
+class _LinearChain(nn.Module):
+    """``depth`` Linear(width, width) layers on tokens, each with its own weights (no activation: the
+    layers' weights are the only thing that grows with depth)."""
+
+    def __init__(self, depth: int, width: int):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+@dataclass(frozen=True)
+class WeightStreamNetwork:
+    """A chain of ``depth`` Linear(width, width) layers on ``tokens`` tokens, every layer its own weights.
+
+    Why: a block table times each block alone, run after run, so a block's weights stay in the
+    core's caches; inside a whole network every block's weights are fetched again on each run once
+    the network's weights exceed the caches. Two chains, one short enough that its weights stay
+    cached and one long enough that they cannot, measure that cost per byte on the device itself
+    (:func:`~.device_table.measure_weight_traffic`), with nothing fitted on whole networks.
+    """
+
+    depth: int
+    width: int = 256
+    tokens: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "width", "tokens"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"WeightStreamNetwork.{name}={v!r}: allowed: a positive integer")
+
+    @property
+    def weight_mb(self) -> float:
+        """fp32 weights and biases of the chain, in MB (10^6 bytes)."""
+        return self.depth * (self.width * self.width + self.width) * 4 / 1e6
+
+    @property
+    def spec(self) -> str:
+        return f"{BLOCK_SPEC_PREFIX}weightstream_{self.depth}_{self.width}_{self.tokens}"
+
+    @property
+    def arch_id(self) -> str:
+        return spec_id(self.spec)
+
+    @property
+    def name(self) -> str:
+        return f"weightstream_{self.depth}x{self.width}"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (1, self.tokens, self.width)
+
+    def config_dict(self) -> None:
+        return None
+
+    def build(self, seed: int = 0) -> nn.Module:
+        torch.manual_seed(seed)
+        return _LinearChain(self.depth, self.width).eval()
