@@ -300,3 +300,21 @@ def test_weight_traffic_adds_one_network_part_of_its_measured_cost(s21):
     assert all(b.share()["network"] == 0 for b in base)
     with pytest.raises(ValueError, match=r"weight_ms_per_mb=-1.0: allowed: a finite number >= 0"):
         PhoneLatencyPredictor("s21", weight_ms_per_mb=-1.0).fit(*table_blocks("s21"))
+
+
+def test_a_kernel_beyond_the_table_is_extrapolated_with_the_width_measured_for_it(s21):
+    """nn-Meter's conv blocks stop at kernel 5; a kernel-7 LocalAgg is flagged and at least as uncertain
+    as the kernel-7 miss measured on LiteRT (KERNEL_BEYOND_TABLE_SIGMA), a kernel-5 one is not."""
+    from predictors.latency.phone.model import KERNEL_BEYOND_TABLE_SIGMA
+
+    xxs = ss.PRESETS["edgevit_xxs"]
+    for k in (5, 7):
+        cfg = ss.EdgeViTConfig.from_dict({**xxs.to_dict(), "stages": [
+            {**st.to_dict(), "kernel_size": k} if st.kernel_size else st.to_dict() for st in xxs.stages]})
+        dw = [p for p in s21.predict_parts([cfg])[0].parts if p.part == "dw_pw"]
+        assert dw
+        rel = [p.std_ms / p.ms for p in dw]
+        if k == 7:
+            assert all(p.extrapolated for p in dw) and min(rel) >= KERNEL_BEYOND_TABLE_SIGMA - 1e-12
+        else:
+            assert max(rel) < KERNEL_BEYOND_TABLE_SIGMA

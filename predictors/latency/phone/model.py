@@ -37,7 +37,7 @@ from .mapping import BLOCK_KINDS, DEFAULT_MAPPING, PROVENANCES, map_candidate
 from .regressors import EXTRAPOLATION_SPLITS, BlockRegressor, RateModel, extrapolation_split, feature_value, random_split
 from .tables import check_device, load_table
 
-__all__ = ["FIT_VERSION", "APPROX_SIGMA", "DIRECT_SIGMA", "WEIGHT_SIGMA", "PartPrediction", "PhonePrediction", "PhoneLatencyPredictor",
+__all__ = ["FIT_VERSION", "APPROX_SIGMA", "DIRECT_SIGMA", "WEIGHT_SIGMA", "KERNEL_BEYOND_TABLE_SIGMA", "PartPrediction", "PhonePrediction", "PhoneLatencyPredictor",
            "table_blocks", "fit_phone", "predict_phone_latency", "predict_phone_latency_batch"]
 
 #: Version of what fitting a phone model computes: bump it whenever a change here, in the mapping or in
@@ -53,6 +53,15 @@ DIRECT_SIGMA = 0.05
 #: Relative uncertainty of the weight-traffic part (:attr:`PhoneLatencyPredictor.weight_ms_per_mb`): its
 #: per-MB cost comes from four chain measurements, not from whole networks; a judgment, not measured.
 WEIGHT_SIGMA = 0.3
+#: Relative std floor of a conv part queried at a kernel beyond its table (nn-Meter's tables stop at 5;
+#: the search space's LocalAgg has 7). The table's own kernel split (fit on 3, test 5) cannot see a
+#: runtime's change of depthwise kernel class: on LiteRT on this project's Intel Xeon, kernel-7
+#: LocalAgg half-blocks predicted (v2) from a 3-and-5 table came out at 0.29-0.85 of their measured
+#: time, RMS log error 0.74 over 10 (bench/RESULTS.md, phone_validation, sixth round; printed by
+#: ``python bench/phone_validation.py --recorded bench/results/phone_validation_table_xeon_parts.json``).
+#: Measured on one CPU, applied to every device whose table lacks the kernel: a judgment on how wide
+#: to be, not a phone figure.
+KERNEL_BEYOND_TABLE_SIGMA = 0.74
 #: A block type with fewer measured blocks than this is fitted on all of them, with no held-out split.
 MIN_HELDOUT_ROWS = 5
 
@@ -254,7 +263,8 @@ class PhoneLatencyPredictor(LatencyEstimator):
         Inside the measured ranges: the random-split RMS log error. Outside: the error of the
         matching extrapolation split, scaled up by how much further the query lies beyond the
         fitted range than that split's farthest test value lay beyond its training range (in log
-        distance; never scaled down). With no matching split, the largest error of the type.
+        distance; never scaled down). With no matching split, the largest error of the type. A
+        kernel beyond the table's largest is at least :data:`KERNEL_BEYOND_TABLE_SIGMA`.
         """
         reg = self.regressors_[spec.type]
         sig = self.sigma_.get(spec.type, {})
@@ -264,7 +274,7 @@ class PhoneLatencyPredictor(LatencyEstimator):
         for feat, direction in oor:
             name = f"{feat}_{direction}"
             if name not in sig:
-                s = max(s, max(sig.values()) if sig else 0.3)
+                s = max(s, max(sig.values()) if sig else 0.3, KERNEL_BEYOND_TABLE_SIGMA if name == "kernel_max" else 0.0)
                 continue
             lo, hi = reg.ranges_[feat]
             v = feature_value(spec, feat)
@@ -275,6 +285,8 @@ class PhoneLatencyPredictor(LatencyEstimator):
                 edge = hi if direction == "max" else lo
                 factor = max(1.0, abs(math.log(v / edge)) / abs(math.log(far / bound)))
             s = max(s, sig[name] * factor)
+            if name == "kernel_max":
+                s = max(s, KERNEL_BEYOND_TABLE_SIGMA)
         return s, bool(oor)
 
     def predict_blocks(self, specs_or_keys: Iterable[BlockSpec | str]) -> np.ndarray:
