@@ -74,17 +74,11 @@ from predictors.latency.phone import PROVENANCES, PhoneLatencyPredictor, load_ta
 from predictors.latency.phone.device_table import (kernel_extension_keys, latency_of, quota,  # noqa: E402
                                                    measure_block_table, measure_weight_traffic, read_table,
                                                    stratified_keys, write_table)
+from predictors.latency.phone.device_table import stored_row as stored  # noqa: E402
 from predictors.latency.phone.mapping import MAPPINGS  # noqa: E402
 from predictors.latency.phone.torch_blocks import NullNetwork  # noqa: E402
 from search_space.held_out import HELD_OUT_SEED, official_like  # noqa: E402
 from search_space.networks import HalfBlockNetwork, half_blocks  # noqa: E402
-
-
-def stored(farm, profile, net, version: str):
-    """The latest ok-or-disturbed row of ``net`` on ``profile`` in the store (a rerun resumes), or None."""
-    rows = [r for r in farm.store.query(device=profile.id, arch_id=net.arch_id, runtime_version=version,
-                                        threads=profile.threads) if r.status in ("ok", "disturbed")]
-    return rows[-1] if rows else None
 
 
 def measure_once(farm, profile, net):

@@ -30,7 +30,7 @@ from .blocks import BLOCK_TYPES, parse_key
 from .torch_blocks import BlockNetwork, NullNetwork, WeightStreamNetwork
 
 __all__ = ["DEFAULT_PER_TYPE", "WEIGHT_STREAM_DEPTHS", "quota", "stratified_keys", "latency_of", "measure_block_table",
-           "measure_weight_traffic", "kernel_extension_keys", "write_table", "read_table"]
+           "measure_weight_traffic", "kernel_extension_keys", "stored_row", "write_table", "read_table"]
 
 #: Keys per block type: every firstconv (12 in the tables), most mbpool, 50 of the large types.
 DEFAULT_PER_TYPE: dict[str, int] = {"firstconv": 12, "conv": 50, "transds": 50, "transattn": 50, "transffn": 50,
@@ -87,6 +87,16 @@ def kernel_extension_keys(keys: Sequence[str], kernel: int = 7, n: int = 24, see
     return sorted(stratified_keys(e1, {"conv": n_e1}, seed=seed) + stratified_keys(rest, {"conv": n - n_e1}, seed=seed))
 
 
+def stored_row(farm, profile, net, version: str):
+    """The latest ``ok`` or ``disturbed`` row of ``net`` on ``profile`` in the farm's store, or None: a
+    rerun resumes instead of measuring again."""
+    if farm.store is None:
+        return None
+    rows = [r for r in farm.store.query(device=profile.id, arch_id=net.arch_id, runtime_version=version,
+                                        threads=profile.threads) if r.status in ("ok", "disturbed")]
+    return rows[-1] if rows else None
+
+
 def latency_of(m, farm) -> tuple[float | None, bool]:
     """(ms, clean) of a measurement: the latency of an ``ok`` row; for a ``disturbed`` one, its candle
     ratios normalised as a clean row's are (``device_farm.measure.normalised_ms``: the same unit,
@@ -124,11 +134,7 @@ def measure_block_table(farm, profile, keys: Sequence[str],
     version = runtime_version(profile)
 
     def stored(net) -> object | None:
-        if not reuse or farm.store is None:
-            return None
-        rows = farm.store.query(device=profile.id, arch_id=net.arch_id, runtime_version=version, threads=profile.threads)
-        rows = [r for r in rows if r.status in ("ok", "disturbed")]
-        return rows[-1] if rows else None
+        return stored_row(farm, profile, net, version) if reuse else None
 
     null = NullNetwork()
     m0 = stored(null) or farm.measure(null, profile)
@@ -183,11 +189,7 @@ def measure_weight_traffic(farm, profile, width: int = 256, tokens: int = 16,
     clean: dict[int, bool] = {}
     for d in depths:
         net = WeightStreamNetwork(int(d), width, tokens)
-        rows = []
-        if reuse and farm.store is not None:
-            rows = [r for r in farm.store.query(device=profile.id, arch_id=net.arch_id, runtime_version=version,
-                                                threads=profile.threads) if r.status in ("ok", "disturbed")]
-        m = rows[-1] if rows else farm.measure(net, profile)
+        m = (stored_row(farm, profile, net, version) if reuse else None) or farm.measure(net, profile)
         v, ok = latency_of(m, farm)
         for _ in range(2):  # a disturbed first measurement in a fresh store has no reference to normalise by
             if v is not None or m.status == "failed":

@@ -37,8 +37,8 @@ from .mapping import BLOCK_KINDS, DEFAULT_MAPPING, PROVENANCES, map_candidate
 from .regressors import EXTRAPOLATION_SPLITS, BlockRegressor, RateModel, extrapolation_split, feature_value, random_split
 from .tables import check_device, load_table
 
-__all__ = ["FIT_VERSION", "APPROX_SIGMA", "DIRECT_SIGMA", "WEIGHT_SIGMA", "KERNEL_BEYOND_TABLE_SIGMA", "PartPrediction", "PhonePrediction", "PhoneLatencyPredictor",
-           "table_blocks", "fit_phone", "predict_phone_latency", "predict_phone_latency_batch"]
+__all__ = ["FIT_VERSION", "APPROX_SIGMA", "DIRECT_SIGMA", "WEIGHT_SIGMA", "KERNEL_BEYOND_TABLE_SIGMA", "PartPrediction",
+           "PhonePrediction", "PhoneLatencyPredictor", "table_blocks", "fit_phone", "predict_phone_latency", "predict_phone_latency_batch"]
 
 #: Version of what fitting a phone model computes: bump it whenever a change here, in the mapping or in
 #: the regressors changes a fitted model, so that shipped and cached fits are refitted.
