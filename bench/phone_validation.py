@@ -76,6 +76,7 @@ from predictors.latency.phone.device_table import (kernel_extension_keys, latenc
                                                    stratified_keys, write_table)
 from predictors.latency.phone.device_table import stored_row as stored  # noqa: E402
 from predictors.latency.phone.mapping import MAPPINGS  # noqa: E402
+from predictors.latency.phone.model import fp32_weight_mb  # noqa: E402
 from predictors.latency.phone.torch_blocks import NullNetwork  # noqa: E402
 from search_space.held_out import HELD_OUT_SEED, official_like  # noqa: E402
 from search_space.networks import HalfBlockNetwork, half_blocks  # noqa: E402
@@ -171,6 +172,11 @@ def row(label: str, r: dict, subset: str = "all") -> None:
           f"{r['kendall_tau']:>6.3f} {r['spearman']:>6.3f}")
 
 
+def has_kernel7_local_agg(cfg: ss.EdgeViTConfig) -> bool:
+    """Whether a stage of ``cfg`` has a LocalAgg at kernel 7 (beyond nn-Meter's conv kernels 3 and 5)."""
+    return any(st.kernel_size == 7 and any(b in ("lgl", "local") for b in st.blocks) for st in cfg.stages)
+
+
 def variants(mappings: list[str], table: dict, extension: dict | None) -> dict[str, tuple[str, dict, float]]:
     """label -> (mapping, block table, weight ms per MB): every mapping on the table as it is; with an
     extension (section 1b), the last mapping on the extended table, then with the weight traffic too."""
@@ -200,8 +206,7 @@ def judge(device: str, table: dict, kept: list, meas: np.ndarray, sets: np.ndarr
         idx = sets == s
         entry[s] = rescaled(meas[idx], p[idx])
     # nn-Meter's conv blocks have kernels 3 and 5 only: networks with a kernel-7 LocalAgg apart
-    k7 = np.array([any(st.kernel_size == 7 and any(b in ("lgl", "local") for b in st.blocks) for st in c.stages)
-                   for c in kept])
+    k7 = np.array([has_kernel7_local_agg(c) for c in kept])
     for name, idx in (("k7_local", k7), ("no_k7", ~k7)):
         if idx.sum() >= 3:
             entry[name] = rescaled(meas[idx], p[idx])
@@ -233,8 +238,8 @@ def part_by_part(device: str, vs: dict, chosen: list, measured_parts: dict, whol
                           "sum_parts_ms": sum(measured_parts[c.arch_id].values()), "predicted_ms": sum(hb_pred.values()),
                           "half_blocks_predicted_ms": hb_pred})
         # LocalAgg at kernel 7, beyond nn-Meter's conv grid (kernels 3 and 5): each half-block's miss
-        k7 = [(pred.predict_parts([c])[0].half_blocks()[hb] * s_ / ms) for c in chosen
-              for hb, ms in dict(measured_parts[c.arch_id]).items()
+        k7 = [r["half_blocks_predicted_ms"][hb] * s_ / ms for c, r in zip(chosen, rows_)
+              for hb, ms in measured_parts[c.arch_id].items()
               if part_kind(c, hb) == "local_agg" and c.stages[int(hb.split(".")[1])].kernel_size == 7
               and hb.endswith("blocks.0.local_agg")]
         out_k7 = {"pred_over_meas": k7, "rms_log": float(np.sqrt(np.mean(np.log(k7) ** 2))) if k7 else None}
@@ -252,7 +257,7 @@ def part_by_part(device: str, vs: dict, chosen: list, measured_parts: dict, whol
               f"({r['sum_parts_ms'] / r['whole_ms'] - 1:+.1%})")
     w = np.array([whole[c.arch_id] for c in chosen])
     summed = np.array([sum(measured_parts[c.arch_id].values()) for c in chosen])
-    mb = np.array([ss.cost(c).params * 4 / 1e6 for c in chosen])
+    mb = np.array([fp32_weight_mb(c) for c in chosen])
     per_mb = (w - summed) / mb
     out["whole_minus_sum_ms_per_mb"] = per_mb.tolist()
     print(f"  the whole minus the sum of its half-blocks, per MB of fp32 weights: median {np.median(per_mb):.3f} ms/MB "

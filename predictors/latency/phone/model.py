@@ -38,7 +38,7 @@ from .regressors import EXTRAPOLATION_SPLITS, BlockRegressor, RateModel, extrapo
 from .tables import check_device, load_table
 
 __all__ = ["FIT_VERSION", "APPROX_SIGMA", "DIRECT_SIGMA", "WEIGHT_SIGMA", "KERNEL_BEYOND_TABLE_SIGMA", "PartPrediction",
-           "PhonePrediction", "PhoneLatencyPredictor", "table_blocks", "fit_phone", "predict_phone_latency", "predict_phone_latency_batch"]
+           "PhonePrediction", "PhoneLatencyPredictor", "fp32_weight_mb", "table_blocks", "fit_phone", "predict_phone_latency", "predict_phone_latency_batch"]
 
 #: Version of what fitting a phone model computes: bump it whenever a change here, in the mapping or in
 #: the regressors changes a fitted model, so that shipped and cached fits are refitted.
@@ -342,10 +342,8 @@ class PhoneLatencyPredictor(LatencyEstimator):
             results[ci].append(PartPrediction(p.half_block, ms, p.provenance, p.block_type, p.part, ms * sig, extrap,
                                               p.detail, p.ops))
         if self.weight_ms_per_mb > 0:
-            from search_space import cost
-
             for cfg, parts in zip(cfgs, results):
-                mb = cost(cfg).params * 4 / 1e6
+                mb = fp32_weight_mb(cfg)
                 ms = float(self.weight_ms_per_mb * mb)
                 parts.append(PartPrediction("network", ms, "network", "weights", "weight_traffic", ms * WEIGHT_SIGMA,
                                             False, f"{mb:.1f} MB of fp32 weights fetched per run at "
@@ -392,6 +390,13 @@ class PhoneLatencyPredictor(LatencyEstimator):
         w = self.weight_ms_per_mb
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1e3:
             raise ModelFileError(f"params.weight_ms_per_mb={w!r}: expected a number in [0, 1000] (ms per MB)")
+
+
+def fp32_weight_mb(cfg: EdgeViTConfig) -> float:
+    """MB (10^6 bytes) of a candidate's fp32 weights: what its weight-traffic part is priced on."""
+    from search_space import cost
+
+    return cost(cfg).params * 4 / 1e6
 
 
 # ----------------------------------------------------------------------------------------- entry points
