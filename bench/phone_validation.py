@@ -72,10 +72,11 @@ from device_farm import MeasurementStore, get_profile  # noqa: E402
 from device_farm.measure import Farm, runtime_version  # noqa: E402
 from predictors.latency.phone import PROVENANCES, PhoneLatencyPredictor, load_table  # noqa: E402
 from predictors.latency.phone.device_table import (kernel_extension_keys, latency_of, quota,  # noqa: E402
-                                                   measure_block_table, measure_weight_traffic, read_table,
-                                                   stratified_keys, write_table)
+                                                   measure_block_table, measure_weight_traffic, neighbour_keys,
+                                                   read_table, stratified_keys, write_table)
 from predictors.latency.phone.device_table import stored_row as stored  # noqa: E402
-from predictors.latency.phone.mapping import MAPPINGS  # noqa: E402
+from predictors.latency.phone.blocks import parse_key  # noqa: E402
+from predictors.latency.phone.mapping import MAPPINGS, map_candidate  # noqa: E402
 from predictors.latency.phone.model import fp32_weight_mb  # noqa: E402
 from predictors.latency.phone.torch_blocks import NullNetwork  # noqa: E402
 from search_space.held_out import HELD_OUT_SEED, official_like  # noqa: E402
@@ -177,14 +178,18 @@ def has_kernel7_local_agg(cfg: ss.EdgeViTConfig) -> bool:
     return any(st.kernel_size == 7 and any(b in ("lgl", "local") for b in st.blocks) for st in cfg.stages)
 
 
-def variants(mappings: list[str], table: dict, extension: dict | None) -> dict[str, tuple[str, dict, float]]:
+def variants(mappings: list[str], table: dict, *extensions: dict | None) -> dict[str, tuple[str, dict, float]]:
     """label -> (mapping, block table, weight ms per MB): every mapping on the table as it is; with an
-    extension (section 1b), the last mapping on the extended table, then with the weight traffic too."""
+    extension (section 1b), the last mapping on the extended table, then with the weight traffic too
+    (one pair of rows per extension: a run's own, and one measured later, ``--extension``)."""
     out = {m: (m, table, 0.0) for m in mappings}
-    if extension:
+    for extension in extensions:
+        if not extension:
+            continue
         m = mappings[-1]
         ext_table = extension.get("table", table)
         label = m + (f" +k{extension['kernel']['kernel']}" if "kernel" in extension else "")
+        label += f" +d{len(extension['dense']['keys'])}" if "dense" in extension else ""
         if label != m:
             out[label] = (m, ext_table, 0.0)
         if "weight_traffic" in extension:
@@ -273,7 +278,8 @@ def part_by_part(device: str, vs: dict, chosen: list, measured_parts: dict, whol
     return out
 
 
-def recorded(path: Path, mappings: list[str], table_path: str | None = None, repeat: list[Path] | None = None) -> None:
+def recorded(path: Path, mappings: list[str], table_path: str | None = None, repeat: list[Path] | None = None,
+             extension: Path | None = None) -> None:
     """Every mapping judged on a written run's block table and network latencies (no measurement).
 
     ``table_path``: another block table (another device's) in place of the run's own: how well one
@@ -281,7 +287,8 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
     the same networks on the same device later (``--table`` with the same ``--seed``): the truth is
     then the geometric mean of the two runs on the networks both measured, and the first run judged
     as a predictor of the second (the *instrument* row) is printed beside the mappings: the ceiling
-    no predictor can pass."""
+    no predictor can pass. ``extension``: the JSON of an ``--extension-only`` run on the same device
+    (its extended table and weight traffic, in the block table's unit): judged beside the run's own."""
     run = json.loads(path.read_text())
     device = run["device"]
     table = read_table(table_path or RESULTS.parent.parent / run["table"]["path"])
@@ -324,7 +331,14 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
     ext = None
     if run.get("extension") and not table_path:  # the run's extended table and weight traffic
         ext = dict(run["extension"], table=read_table(RESULTS.parent.parent / run["extension"]["table_path"]))
-    vs = variants(mappings, table, ext)
+    later = None
+    if extension:
+        later = json.loads(extension.read_text())
+        if later["device"] != device:
+            raise SystemExit(f"--extension: {extension} measured {later['device']}, {path} measured {device}")
+        later = dict(later["extension"], table=read_table(RESULTS.parent.parent / later["extension"]["table_path"]))
+        out["extension"] = str(extension)
+    vs = variants(mappings, table, ext, later)
     for label, (mapping, tab, weight) in vs.items():
         e = out["mappings"][label] = judge(device, tab, kept, meas, sets, mapping, weight)
         row(f"phone model, {label}", e["all"])
@@ -351,7 +365,19 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
     if table_path:
         out["table_override"] = str(table_path)
     write_result("phone_validation_recorded" + (f"_{was.tag}" if was.tag else "") + ("_cross" if table_path else "")
-                 + ("_repeat" if repeat else ""), out)
+                 + ("_repeat" if repeat else "") + (f"_{extension.stem.split('extension_')[-1]}" if extension else ""),
+                 out)
+
+
+def densify_keys(device: str, table: dict, n: int, seed: int, n_design: int) -> list[str]:
+    """The ``n`` nn-Meter keys (s21's key set, conv also at the kernels of ``table``) nearest the
+    blocks that ``n_design`` random candidates (``seed``; none of the judged networks) query, weighted
+    by their predicted time on ``table``, and not already in it (:func:`neighbour_keys`)."""
+    judged = {c.arch_id for _, c in networks(60, 0, 14)} | {c.arch_id for _, c in networks(60, 0, 15)}
+    design = [c for c in ss.DEFAULT_SPACE.sample_random(n_design, seed=seed) if c.arch_id not in judged]
+    queries = [p.spec for c in design for p in map_candidate(c) if p.spec is not None]
+    weights = PhoneLatencyPredictor(device).fit(list(table), list(table.values())).predict_blocks(queries)
+    return neighbour_keys(list(load_table("s21")), queries, n, weights=weights, exclude=list(table))
 
 
 def extend(farm, profile, table: dict, args) -> dict:
@@ -366,18 +392,32 @@ def extend(farm, profile, table: dict, args) -> dict:
     beside the run's files."""
     out: dict = {}
     factor = 1.0
+    dense: list[str] = []
+    if args.densify:
+        dense = densify_keys(args.device, table, args.densify, args.densify_seed, args.densify_design)
     if args.table:
-        keys = sorted(k for k in table if k.startswith("conv_"))[:args.bridge_n]
-        print(f"\n[1b] bridge: the table's {len(keys)} conv blocks measured again in this run's store", flush=True)
+        types = sorted({k.split("_", 1)[0] for k in dense} | ({"conv"} if args.extend_kernel or not dense else set()))
+        per = max(1, args.bridge_n // len(types))
+        keys = [k for t in types for k in sorted(k for k in table if k.startswith(t + "_"))[:per]]
+        print(f"\n[1b] bridge: {len(keys)} of the table's blocks ({', '.join(types)}) measured again in this run's store",
+              flush=True)
         again, inf = measure_block_table(farm, profile, keys)
         ratio = np.array([again[k] / table[k] for k in keys if k in again])
         factor = float(np.median(ratio))
         dev = np.abs(ratio / factor - 1)
+        by_type = {t: float(np.median([again[k] / table[k] for k in keys if k in again and k.startswith(t + "_")]))
+                   for t in types}
         out["bridge"] = {"n": int(len(ratio)), "factor": factor, "median_rel": float(np.median(dev)),
-                         "p90_rel": float(np.quantile(dev, 0.9)), "disturbed": len(inf["disturbed"])}
-        print(f"  this run / the table: x{factor:.3f}; after that factor the blocks repeat to {np.median(dev):.1%} "
-              f"median, {np.quantile(dev, 0.9):.1%} p90 ({len(inf['disturbed'])} disturbed)")
+                         "p90_rel": float(np.quantile(dev, 0.9)), "disturbed": len(inf["disturbed"]),
+                         "factor_by_type": by_type}
+        print(f"  this run / the table: x{factor:.3f} (by type: {', '.join(f'{t} x{v:.3f}' for t, v in by_type.items())}); "
+              f"after that factor the blocks repeat to {np.median(dev):.1%} median, {np.quantile(dev, 0.9):.1%} p90 "
+              f"({len(inf['disturbed'])} disturbed)")
     ext_table = dict(table)
+    k_beyond = sorted(k for k in table if k.startswith("conv_") and parse_key(k).kernel not in (3, 5))
+    if k_beyond and not args.extend_kernel:  # an extended table given as --table: say so in the labels
+        out["kernel"] = {"kernel": max(parse_key(k).kernel for k in k_beyond), "keys": k_beyond,
+                         "measured_by": f"an earlier run ({args.table})"}
     if args.extend_kernel:
         keys = kernel_extension_keys(list(load_table("s21")), args.extend_kernel, args.extend_n)
         print(f"[1b] {len(keys)} conv blocks at kernel {args.extend_kernel} (beyond nn-Meter's grid)", flush=True)
@@ -385,6 +425,18 @@ def extend(farm, profile, table: dict, args) -> dict:
         ext_table.update({k: v / factor for k, v in new.items()})
         out["kernel"] = {"kernel": args.extend_kernel, "keys": sorted(new), "failed": inf["failed"],
                          "disturbed": inf["disturbed"]}
+    if dense:
+        print(f"[1b] {len(dense)} blocks nearest the queries of {args.densify_design} design networks "
+              f"(seed {args.densify_seed}): the density a phone's table has where EdgeViT queries it", flush=True)
+
+        def progress(key, m, i, n):
+            if i % 25 == 0 or m.status != "ok":
+                print(f"  block {i}/{n} {key}: {m.status}", flush=True)
+
+        new, inf = measure_block_table(farm, profile, dense, on_result=progress)
+        ext_table.update({k: v / factor for k, v in new.items()})
+        out["dense"] = {"keys": sorted(new), "failed": inf["failed"], "disturbed": inf["disturbed"],
+                        "design": {"n": args.densify_design, "seed": args.densify_seed}}
     if args.weights:
         w = measure_weight_traffic(farm, profile)
         w["ms_per_mb_table_unit"] = w["ms_per_mb"] / factor
@@ -420,6 +472,14 @@ def parser() -> argparse.ArgumentParser:
                                                               "measured again to put new blocks in its unit")
     ap.add_argument("--weights", action="store_true", help="measure the device's weight traffic (ms per MB) and "
                                                            "judge the model with it too (section 1b)")
+    ap.add_argument("--densify", type=int, default=0, help="section 1b: measure this many nn-Meter keys nearest the "
+                                                           "blocks design networks query (neighbour_keys)")
+    ap.add_argument("--densify-seed", type=int, default=1000, help="seed of the design networks of --densify")
+    ap.add_argument("--densify-design", type=int, default=200, help="design networks of --densify")
+    ap.add_argument("--extension-only", action="store_true", help="stop after section 1b; writes "
+                                                                  "phone_validation_extension[_TAG].json for --extension")
+    ap.add_argument("--extension", type=Path, help="with --recorded: an --extension-only run's JSON, judged beside "
+                                                   "the run's own extension")
     ap.add_argument("--tag", help="suffix of the files written (another machine's run beside the stored one: --tag xeon)")
     ap.add_argument("--recorded", type=Path, help="no measurement: judge every mapping on the block table and the "
                                                    "network latencies a run wrote (its phone_validation.json)")
@@ -432,7 +492,7 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = parser().parse_args()
     if args.recorded:
-        recorded(args.recorded, args.mappings, args.table, args.repeat)
+        recorded(args.recorded, args.mappings, args.table, args.repeat, args.extension)
         return
 
     profile = get_profile(args.device)
@@ -477,9 +537,15 @@ def main() -> None:
         "disturbed": info["disturbed"], "runtime_version": info["runtime_version"], "path": str(table_path),
         "measured_in_this_run": not args.table}}
     ext = None
-    if args.extend_kernel or args.weights:
+    if args.extend_kernel or args.weights or args.densify:
         ext = extend(farm, profile, table, args)
         results["extension"] = {k: v for k, v in ext.items() if k != "table"}
+    if args.extension_only:
+        if not ext:
+            raise SystemExit("--extension-only: nothing to measure; add --extend-kernel, --weights or --densify")
+        results["seconds"] = {"total": time.perf_counter() - t0}
+        write_result("phone_validation_extension" + (f"_{args.tag}" if args.tag else ""), results)
+        return
 
     nets = networks(args.random, args.held_out, args.seed)
     meas, kept, sets, clean = [], [], [], []

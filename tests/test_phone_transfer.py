@@ -6,7 +6,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from predictors.latency.phone import BLOCK_TYPES, block_work, load_table, parse_key
-from predictors.latency.phone.device_table import stratified_keys
+from predictors.latency.phone.device_table import kernel_extension_keys, neighbour_keys, stratified_keys
 from predictors.latency.phone.torch_blocks import BlockNetwork, NullNetwork, block_input_shape
 from predictors.latency.phone.transfer import DEFAULT_QUOTA, TRANSFER_METHODS, BlockTransfer, choose_blocks, transfer_table
 
@@ -52,6 +52,29 @@ def test_stratified_keys_cover_every_side_of_every_type(s21_keys):
         sides_all = {parse_key(k).hw for k in s21_keys if k.startswith(t + "_")}
         sides = {parse_key(k).hw for k in keys if k.startswith(t + "_")}
         assert sides == sides_all  # round-robin over sides: each appears when the quota allows
+
+
+def test_neighbour_keys_are_the_table_keys_nearest_the_queries_most_used_first(s21_keys):
+    q_attn = parse_key("transattn_14_96_hard_swish_2_ln")
+    exact = [q_attn, q_attn, parse_key("transffn_14_96_3_hard_swish_ln")]
+    # a query that is a key is its own neighbour; two uses outweigh one
+    assert neighbour_keys(s21_keys, exact, 5) == ["transattn_14_96_hard_swish_2_ln", "transffn_14_96_3_hard_swish_ln"]
+    assert neighbour_keys(s21_keys, exact, 5, weights=[1, 1, 5])[0] == "transffn_14_96_3_hard_swish_ln"
+    assert neighbour_keys(s21_keys, exact, 1, exclude=["transattn_14_96_hard_swish_2_ln"]) == \
+        ["transffn_14_96_3_hard_swish_ln"]
+    # off the grid: C 100 -> the nearest measured C (96 or 104) at the same side, v_scale 1 -> 2 (the grid's lowest)
+    off = parse_key("transattn_14_100_hard_swish_2_ln").__class__(
+        type="transattn", hw=14, cin=100, cout=100, v_scale=1.0, heads=3)
+    (k,) = neighbour_keys(s21_keys, [off], 3)
+    s = parse_key(k)
+    assert s.type == "transattn" and s.hw == 14 and s.cin in (96, 104) and s.v_scale == 2
+    # a conv query with a kernel no key has: matched on the keys rewritten to that kernel
+    local_agg = parse_key("conv_56_36_36_1_1_hard_swish_7_nose")
+    (k7,) = neighbour_keys(s21_keys, [local_agg], 1)
+    assert parse_key(k7).kernel == 7 and parse_key(k7).expansion == 1 and k7 not in s21_keys
+    assert k7 in kernel_extension_keys(s21_keys, 7, n=10_000)
+    with pytest.raises(ValueError, match="weights"):
+        neighbour_keys(s21_keys, exact, 2, weights=[1.0])
 
 
 def test_twenty_blocks_are_chosen_by_type_from_shapes_alone(s21_keys):

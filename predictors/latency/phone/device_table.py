@@ -30,7 +30,7 @@ from .blocks import BLOCK_TYPES, parse_key
 from .torch_blocks import BlockNetwork, NullNetwork, WeightStreamNetwork
 
 __all__ = ["DEFAULT_PER_TYPE", "WEIGHT_STREAM_DEPTHS", "quota", "stratified_keys", "latency_of", "measure_block_table",
-           "measure_weight_traffic", "kernel_extension_keys", "stored_row", "write_table", "read_table"]
+           "measure_weight_traffic", "kernel_extension_keys", "neighbour_keys", "stored_row", "write_table", "read_table"]
 
 #: Keys per block type: every firstconv (12 in the tables), most mbpool, 50 of the large types.
 DEFAULT_PER_TYPE: dict[str, int] = {"firstconv": 12, "conv": 50, "transds": 50, "transattn": 50, "transffn": 50,
@@ -85,6 +85,62 @@ def kernel_extension_keys(keys: Sequence[str], kernel: int = 7, n: int = 24, see
     n_e1 = min(len(e1), n // 4)
     rest = [k for k in conv if parse_key(k).expansion != 1]
     return sorted(stratified_keys(e1, {"conv": n_e1}, seed=seed) + stratified_keys(rest, {"conv": n - n_e1}, seed=seed))
+
+
+def _shape(spec) -> np.ndarray:
+    """A block's shape on log axes (hw, cin, cout, expansion, v_scale): the axes its latency scales on."""
+    return np.log([spec.hw, spec.cin, spec.cout, max(spec.expansion, 1.0), max(spec.v_scale, 1.0)])
+
+
+def neighbour_keys(keys: Sequence[str], queries: Sequence[object], n: int,
+                   weights: Sequence[float] | None = None, exclude: Sequence[str] = ()) -> list[str]:
+    """The ``n`` keys of ``keys`` nearest the blocks a model queries, the most used first.
+
+    Why: a phone's table holds thousands of keys per block type, so its regressors always have
+    measured neighbours near an EdgeViT query; a device table of a few dozen keys per type
+    (:func:`stratified_keys`) rarely does, and its regressors' error is then mostly distance, not
+    the device. Measuring, for each query, the table key nearest it gives a small table the density
+    a phone's has where it matters. Queries are :class:`~.blocks.BlockSpec` (from
+    :func:`~.mapping.map_candidate` of a *design* set of candidates, never the networks the table is
+    judged on); a key is a neighbour when it has the query's type, stride, squeeze-excite and kernel
+    (a conv query with a kernel no key has, e.g. 7, is matched on the keys rewritten to that kernel,
+    as :func:`kernel_extension_keys` rewrites them) and the smallest distance on log hw, channels,
+    expansion and v_scale. Each neighbour's weight is the sum of its queries' ``weights`` (default 1:
+    the query count); the ``n`` heaviest not in ``exclude`` are returned.
+    """
+    from dataclasses import replace
+
+    if n < 0:
+        raise ValueError(f"n={n}: allowed: n >= 0")
+    weights = np.ones(len(queries)) if weights is None else np.asarray(weights, float)
+    if len(weights) != len(queries):
+        raise ValueError(f"weights: expected {len(queries)} values (one per query), got {len(weights)}")
+    grid: dict[tuple, tuple[list[str], list[np.ndarray]]] = {}
+    specs = [parse_key(k) for k in sorted(set(keys))]
+
+    def group(s) -> tuple:
+        return (s.type, s.stride, s.se, s.kernel) if s.type in ("conv", "transds", "firstconv") else (s.type,)
+
+    def candidates(q) -> tuple[list[str], np.ndarray]:
+        g = group(q)
+        if g not in grid:
+            same = [s for s in specs if group(s) == g]
+            if not same and q.type == "conv":  # a kernel beyond the table: its keys rewritten to it
+                same = [replace(s, kernel=q.kernel) for s in specs if group(replace(s, kernel=q.kernel)) == g]
+            grid[g] = ([s.key() for s in same], [_shape(s) for s in same])
+        ks, fs = grid[g]
+        return ks, (np.array(fs) if fs else np.zeros((0, 5)))
+
+    score: dict[str, float] = {}
+    for q, w in zip(queries, weights):
+        ks, F = candidates(q)
+        if not ks:
+            continue
+        k = ks[int(np.argmin(((F - _shape(q)) ** 2).sum(axis=1)))]
+        score[k] = score.get(k, 0.0) + float(w)
+    skip = set(exclude)
+    ranked = sorted((k for k in score if k not in skip), key=lambda k: (-score[k], k))
+    return ranked[:n]
 
 
 def stored_row(farm, profile, net, version: str):
