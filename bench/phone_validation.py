@@ -369,11 +369,10 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
                  out)
 
 
-def densify_keys(device: str, table: dict, n: int, seed: int, n_design: int) -> list[str]:
-    """The ``n`` nn-Meter keys (s21's key set, conv also at the kernels of ``table``) nearest the
-    blocks that ``n_design`` random candidates (``seed``; none of the judged networks) query, weighted
-    by their predicted time on ``table``, and not already in it (:func:`neighbour_keys`)."""
-    judged = {c.arch_id for _, c in networks(60, 0, 14)} | {c.arch_id for _, c in networks(60, 0, 15)}
+def densify_keys(device: str, table: dict, n: int, seed: int, n_design: int, judged: set[str]) -> list[str]:
+    """The ``n`` nn-Meter keys (s21's key set, conv also at kernels beyond it) nearest the blocks that
+    ``n_design`` random candidates (``seed``; none of the ``judged`` arch ids) query, weighted by their
+    predicted time on ``table``, and not already in it (:func:`neighbour_keys`)."""
     design = [c for c in ss.DEFAULT_SPACE.sample_random(n_design, seed=seed) if c.arch_id not in judged]
     queries = [p.spec for c in design for p in map_candidate(c) if p.spec is not None]
     weights = PhoneLatencyPredictor(device).fit(list(table), list(table.values())).predict_blocks(queries)
@@ -394,7 +393,8 @@ def extend(farm, profile, table: dict, args) -> dict:
     factor = 1.0
     dense: list[str] = []
     if args.densify:
-        dense = densify_keys(args.device, table, args.densify, args.densify_seed, args.densify_design)
+        judged = {c.arch_id for _, c in networks(args.random, args.held_out, args.seed)}
+        dense = densify_keys(args.device, table, args.densify, args.densify_seed, args.densify_design, judged)
     if args.table:
         types = sorted({k.split("_", 1)[0] for k in dense} | ({"conv"} if args.extend_kernel or not dense else set()))
         per = max(1, args.bridge_n // len(types))

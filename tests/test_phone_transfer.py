@@ -6,6 +6,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from predictors.latency.phone import BLOCK_TYPES, block_work, load_table, parse_key
+from predictors.latency.phone.blocks import BlockSpec
 from predictors.latency.phone.device_table import kernel_extension_keys, neighbour_keys, stratified_keys
 from predictors.latency.phone.torch_blocks import BlockNetwork, NullNetwork, block_input_shape
 from predictors.latency.phone.transfer import DEFAULT_QUOTA, TRANSFER_METHODS, BlockTransfer, choose_blocks, transfer_table
@@ -63,8 +64,7 @@ def test_neighbour_keys_are_the_table_keys_nearest_the_queries_most_used_first(s
     assert neighbour_keys(s21_keys, exact, 1, exclude=["transattn_14_96_hard_swish_2_ln"]) == \
         ["transffn_14_96_3_hard_swish_ln"]
     # off the grid: C 100 -> the nearest measured C (96 or 104) at the same side, v_scale 1 -> 2 (the grid's lowest)
-    off = parse_key("transattn_14_100_hard_swish_2_ln").__class__(
-        type="transattn", hw=14, cin=100, cout=100, v_scale=1.0, heads=3)
+    off = BlockSpec(type="transattn", hw=14, cin=100, cout=100, v_scale=1.0, heads=3)
     (k,) = neighbour_keys(s21_keys, [off], 3)
     s = parse_key(k)
     assert s.type == "transattn" and s.hw == 14 and s.cin in (96, 104) and s.v_scale == 2
