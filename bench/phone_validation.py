@@ -22,7 +22,10 @@ Printed:
    the median measured/predicted ratio, then after one scalar rescale (the median ratio) the share
    within 10 % and 5 %, Kendall tau and Spearman rho; beside it MACs with one scalar, and a linear fit
    on MACs and params by 5-fold cross-validation on the measured networks (which the block model
-   never sees);
+   never sees); subsets, each with its own scalar: networks with a kernel-7 LocalAgg or without
+   (``k7_local``, ``no_k7``), and networks whose attention stays within the table's attention
+   blocks' side or goes beyond it (``attn_in``, ``attn_beyond``: nn-Meter's grid stops at 32 x 32
+   tokens; a stage-0 global attention at 160-256 px attends over 40 x 40 to 64 x 64);
 4. where the error sits: the mean share of the prediction from direct / approximate / transferred
    parts, and non-negative least squares of the measured latency on each group's predicted time
    (a coefficient of 1 means that group is right on average; 1.5 that it is 1.5x too low);
@@ -178,6 +181,17 @@ def has_kernel7_local_agg(cfg: ss.EdgeViTConfig) -> bool:
     return any(st.kernel_size == 7 and any(b in ("lgl", "local") for b in st.blocks) for st in cfg.stages)
 
 
+def attention_side(cfg: ss.EdgeViTConfig) -> int:
+    """The largest side (tokens per row) any attention of ``cfg`` attends over: the stage's side over its
+    sparse-sampling ratio; 0 without attention."""
+    return max([cfg.feature_side(i) // (st.sr_ratio or 1) for i, st in enumerate(cfg.stages) if st.has_attention] or [0])
+
+
+def table_attention_side(table: dict) -> int:
+    """The largest ``hw`` of the table's ``transattn`` keys (nn-Meter's grid: 32, i.e. 1,024 tokens)."""
+    return max([parse_key(k).hw for k in table if k.startswith("transattn_")] or [0])
+
+
 def variants(mappings: list[str], table: dict, *extensions: dict | None) -> dict[str, tuple[str, dict, float]]:
     """label -> (mapping, block table, weight ms per MB): every mapping on the table as it is; with an
     extension (section 1b), the last mapping on the extended table, then with the weight traffic too
@@ -212,7 +226,9 @@ def judge(device: str, table: dict, kept: list, meas: np.ndarray, sets: np.ndarr
         entry[s] = rescaled(meas[idx], p[idx])
     # nn-Meter's conv blocks have kernels 3 and 5 only: networks with a kernel-7 LocalAgg apart
     k7 = np.array([has_kernel7_local_agg(c) for c in kept])
-    for name, idx in (("k7_local", k7), ("no_k7", ~k7)):
+    # attention over more tokens than the table's attention blocks (nn-Meter's grid stops at 32 x 32)
+    beyond = np.array([attention_side(c) > table_attention_side(table) for c in kept])
+    for name, idx in (("k7_local", k7), ("no_k7", ~k7), ("attn_in", ~beyond), ("attn_beyond", beyond)):
         if idx.sum() >= 3:
             entry[name] = rescaled(meas[idx], p[idx])
     return entry
@@ -342,14 +358,23 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
     for label, (mapping, tab, weight) in vs.items():
         e = out["mappings"][label] = judge(device, tab, kept, meas, sets, mapping, weight)
         row(f"phone model, {label}", e["all"])
-        for s in ("random", "held_out", "k7_local", "no_k7"):
+        for s in ("random", "held_out", "k7_local", "no_k7", "attn_in", "attn_beyond"):
             if s in e:
                 row("", e[s], s)
     row("MACs (one scalar)", out["baselines"]["macs"])
+    beyond = np.array([attention_side(c) > table_attention_side(table) for c in kept])
+    for name, idx in (("attn_in", ~beyond), ("attn_beyond", beyond)):  # the subsets' own baseline
+        if idx.sum() >= 3:
+            out["baselines"][f"macs_{name}"] = rescaled(meas[idx], macs[idx])
+            row("", out["baselines"][f"macs_{name}"], name)
     row("linear MACs+params (CV)", out["baselines"]["linear_macs_params_cv5"])
     if instrument is not None:
         out["instrument"], out["repeat"] = instrument, [str(r) for r in repeat]
         row("instrument (run 1 -> run 2)", instrument)
+        for name, idx in (("attn_in", ~beyond), ("attn_beyond", beyond)):
+            if idx.sum() >= 3:
+                out[f"instrument_{name}"] = rescaled(runs_ms[1][idx], runs_ms[0][idx])
+                row("", out[f"instrument_{name}"], name)
     print("\nwhere the error sits (share of the prediction; NNLS coefficient: measured ~ sum of c x part)")
     for label in vs:
         a = out["mappings"][label]["attribution"]
@@ -364,7 +389,9 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
                                     (ext or {}).get("weight_traffic", {}).get("ms_per_mb", 0.0))
     if table_path:
         out["table_override"] = str(table_path)
-    write_result("phone_validation_recorded" + (f"_{was.tag}" if was.tag else "") + ("_cross" if table_path else "")
+    # named by the run's tag, or else by the recorded file's own name, so two untagged runs never share a file
+    own = was.tag or path.stem.removeprefix("phone_validation").strip("_")
+    write_result("phone_validation_recorded" + (f"_{own}" if own else "") + ("_cross" if table_path else "")
                  + ("_repeat" if repeat else "") + (f"_{extension.stem.split('extension_')[-1]}" if extension else ""),
                  out)
 
@@ -585,7 +612,7 @@ def main() -> None:
             entry["clean_only"] = rescaled(meas[cl], np.array(entry["predicted_ms"])[cl])
         results["mappings"][label] = entry
         row(f"phone model, {label}", entry["all"])
-        for s in ("random", "held_out", "clean_only", "k7_local", "no_k7"):
+        for s in ("random", "held_out", "clean_only", "k7_local", "no_k7", "attn_in", "attn_beyond"):
             if s in entry:
                 row("", entry[s], s)
     row("MACs (one scalar)", results["baselines"]["macs"])

@@ -318,3 +318,19 @@ def test_a_kernel_beyond_the_table_is_extrapolated_with_the_width_measured_for_i
             assert all(p.extrapolated for p in dw) and min(rel) >= KERNEL_BEYOND_TABLE_SIGMA - 1e-12
         else:
             assert max(rel) < KERNEL_BEYOND_TABLE_SIGMA
+
+
+def test_auto_selection_scores_every_extrapolation_split_of_the_type(tables):
+    # EdgeViT's LocalAgg queries conv below every table's smallest hw (stage 3: 5-8 px); the kind chosen
+    # must have been judged there too, not only on the largest hw and channels (issue #14, eighth round).
+    from predictors.latency.phone.regressors import EXTRAPOLATION_SPLITS
+
+    rows = [(parse_key(k), v) for k, v in sorted(tables["s21"].items()) if k.startswith("conv_")][::4]
+    reg = BlockRegressor("conv", model="auto", n_estimators=40).fit([s for s, _ in rows], [v for _, v in rows])
+    for kind, v in reg.validation_.items():
+        assert {f"{f}_{d}_p99_rel" for f, d in EXTRAPOLATION_SPLITS["conv"]} <= set(v), kind
+    assert reg.validation_[reg.kind_]["score"] == min(v["score"] for v in reg.validation_.values())
+    lo = min(s.hw for s, _ in rows)
+    edge = min((s for s, _ in rows if s.hw == lo), key=lambda s: (s.cin, s.expansion, s.kernel))
+    below = dataclasses.replace(edge, hw=max(lo // 3, 1))
+    assert reg.predict([below])[0] < reg.predict([edge])[0]  # a forest would stay flat below its smallest hw

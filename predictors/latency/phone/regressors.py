@@ -7,11 +7,17 @@ features, degree-2 terms when there are >= 200 rows), ``gbm`` and ``rf`` (gradie
 random forest on the features, log target) and ``hybrid`` (the ``rate`` model times
 exp(gradient boosting on its log residual): linear-in-work extrapolation, trees for the rest).
 ``model="auto"`` keeps the candidate with the smallest 99th-percentile relative error on an inner
-random validation split of the training rows plus the mean 99th-percentile error on two inner
-extrapolation splits (largest hw, largest channels held out): EdgeViT queries leave the measured
-grid, and a ridge or tree model that interpolates well can extrapolate badly (on the s21 ``conv``
-table, inner validation, ridge had the best random-split 99th-percentile error, 0.083, and 5.8 --
-i.e. 580 % -- on the hw split; the hybrid, 0.087 and 0.17, won once extrapolation counted).
+random validation split of the training rows plus the mean 99th-percentile error on the type's
+inner extrapolation splits (:data:`EXTRAPOLATION_SPLITS`: largest hw and channels for every type;
+for ``conv`` also the smallest hw, the largest kernel and the smallest expansion): EdgeViT queries
+leave the measured grid, and a ridge or tree model that interpolates well can extrapolate badly (on
+the s21 ``conv`` table, inner validation, ridge had the best random-split 99th-percentile error,
+0.083, and 5.8 -- i.e. 580 % -- on the hw split; the hybrid, 0.087 and 0.17, won once extrapolation
+counted). Every split the type reports counts, not only the largest hw and channels: a LocalAgg at
+stage 3 queries conv at hw 5-8, below every table's 16, where a random forest cannot go lower
+(issue #14, eighth round: on the Intel Xeon's densified table the selection on two splits chose
+a forest that priced such a LocalAgg half-block at 5.9x its measured time after the network-level
+scalar; selecting on all five, the hybrid priced it at 1.3x; bench/RESULTS.md).
 :class:`PhoneLatencyPredictor` does this per block type on a random 80 % of a phone's table
 (seed fixed), reports the held-out 20 % and extrapolation splits
 (train on the smaller values of hw / channels / kernel / expansion / v_scale, test on the largest or
@@ -116,8 +122,8 @@ class BlockRegressor(BaseEstimator):
 
     ``model``: one of :data:`MODEL_KINDS` or ``"auto"``: the kind with the smallest score = the
     99th-percentile relative error on an inner random validation split (``val_size`` of the rows
-    given to ``fit``) plus the mean 99th-percentile error of two inner extrapolation splits (largest
-    hw, largest channels held out). ``validation_`` keeps every candidate's numbers. A component of
+    given to ``fit``) plus the mean 99th-percentile error of the type's inner extrapolation splits
+    (:data:`EXTRAPOLATION_SPLITS`, each with >= 20 training rows). ``validation_`` keeps every candidate's numbers. A component of
     :class:`~predictors.latency.phone.model.PhoneLatencyPredictor`, which persists it in its state.
     """
 
@@ -194,14 +200,14 @@ class BlockRegressor(BaseEstimator):
         if self.model == "auto":
             small = len(y) < 40
             kinds = ("rate", "ridge", "hybrid") if small else MODEL_KINDS
-            # Inner splits of the rows given to fit: a random one and, for enough rows, the two
-            # extrapolation splits (largest hw, largest channels), since candidates leave the grid.
+            # Inner splits of the rows given to fit: a random one and, for enough rows, the type's
+            # extrapolation splits, since candidates leave the grid in each of those directions.
             splits = {"random": random_split(len(y), self.val_size, self.random_state + 1)}
             if not small:
-                for feat in ("hw", "channels"):
-                    etr, eva = extrapolation_split([feature_value(s, feat) for s in specs], "max")
+                for feat, direction in EXTRAPOLATION_SPLITS.get(self.block_type, ()):
+                    etr, eva = extrapolation_split([feature_value(s, feat) for s in specs], direction)
                     if len(eva) and len(etr) >= 20:
-                        splits[f"{feat}_max"] = (etr, eva)
+                        splits[f"{feat}_{direction}"] = (etr, eva)
             best, best_score = None, math.inf
             for kind in kinds:
                 scores = {}
