@@ -334,3 +334,25 @@ def test_auto_selection_scores_every_extrapolation_split_of_the_type(tables):
     edge = min((s for s, _ in rows if s.hw == lo), key=lambda s: (s.cin, s.expansion, s.kernel))
     below = dataclasses.replace(edge, hw=max(lo // 3, 1))
     assert reg.predict([below])[0] < reg.predict([edge])[0]  # a forest would stay flat below its smallest hw
+
+
+def test_attention_beyond_the_table_is_extrapolated_with_the_width_measured_for_it(s21):
+    """nn-Meter's attention blocks stop at 32 x 32 tokens; a stage-0 global attention at 256 px (64 x 64) is
+    flagged and at least as uncertain as the misses measured on LiteRT (ATTENTION_BEYOND_TABLE_SIGMA);
+    the same network with stage-0 sampling r = 2 (32 x 32) is within the grid and is not."""
+    from predictors.latency.phone.model import ATTENTION_BEYOND_TABLE_SIGMA
+
+    xxs = ss.PRESETS["edgevit_xxs"]
+    for r in (1, 2):
+        d = xxs.to_dict()
+        d["resolution"] = 256
+        d["stages"][0] = {**d["stages"][0], "sr_ratio": r}
+        cfg = ss.EdgeViTConfig.from_dict(d)
+        att = [p for p in s21.predict_parts([cfg])[0].parts
+               if p.part == "attention" and p.half_block.startswith("stages.0.")]
+        assert att
+        rel = [p.std_ms / p.ms for p in att]
+        if r == 1:
+            assert all(p.extrapolated for p in att) and min(rel) >= ATTENTION_BEYOND_TABLE_SIGMA - 1e-12
+        else:
+            assert max(rel) < ATTENTION_BEYOND_TABLE_SIGMA
