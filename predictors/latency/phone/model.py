@@ -38,7 +38,7 @@ from .regressors import EXTRAPOLATION_SPLITS, BlockRegressor, RateModel, extrapo
 from .tables import check_device, load_table
 
 __all__ = ["FIT_VERSION", "APPROX_SIGMA", "DIRECT_SIGMA", "WEIGHT_SIGMA", "KERNEL_BEYOND_TABLE_SIGMA",
-           "ATTENTION_BEYOND_TABLE_SIGMA", "PartPrediction",
+           "ATTENTION_BEYOND_TABLE_SIGMA", "BEYOND_TABLE_SIGMA", "PartPrediction",
            "PhonePrediction", "PhoneLatencyPredictor", "fp32_weight_mb", "table_blocks", "fit_phone", "predict_phone_latency", "predict_phone_latency_batch"]
 
 #: Version of what fitting a phone model computes: bump it whenever a change here, in the mapping or in
@@ -74,6 +74,9 @@ KERNEL_BEYOND_TABLE_SIGMA = 0.74
 #: --recorded bench/results/phone_validation_table_xeon_parts.json`` and ``... phone_validation_table.json``).
 #: Three half-blocks on one CPU, applied to every device: a judgment on how wide to be, not a phone figure.
 ATTENTION_BEYOND_TABLE_SIGMA = 0.52
+#: The measured floors by (extrapolation split, block type; None: every type with that feature).
+BEYOND_TABLE_SIGMA: dict[tuple[str, str | None], float] = {("kernel_max", None): KERNEL_BEYOND_TABLE_SIGMA,
+                                                          ("hw_max", "transattn"): ATTENTION_BEYOND_TABLE_SIGMA}
 #: A block type with fewer measured blocks than this is fitted on all of them, with no held-out split.
 MIN_HELDOUT_ROWS = 5
 
@@ -277,7 +280,7 @@ class PhoneLatencyPredictor(LatencyEstimator):
         fitted range than that split's farthest test value lay beyond its training range (in log
         distance; never scaled down). With no matching split, the largest error of the type. A
         kernel beyond the table's largest is at least :data:`KERNEL_BEYOND_TABLE_SIGMA`, an attention
-        beyond the table's largest side at least :data:`ATTENTION_BEYOND_TABLE_SIGMA`.
+        beyond the table's largest side at least :data:`ATTENTION_BEYOND_TABLE_SIGMA` (:data:`BEYOND_TABLE_SIGMA`).
         """
         reg = self.regressors_[spec.type]
         sig = self.sigma_.get(spec.type, {})
@@ -286,23 +289,19 @@ class PhoneLatencyPredictor(LatencyEstimator):
         oor = reg.out_of_range(spec)
         for feat, direction in oor:
             name = f"{feat}_{direction}"
-            if name not in sig:
-                s = max(s, max(sig.values()) if sig else 0.3, KERNEL_BEYOND_TABLE_SIGMA if name == "kernel_max" else 0.0,
-                        ATTENTION_BEYOND_TABLE_SIGMA if name == "hw_max" and spec.type == "transattn" else 0.0)
-                continue
-            lo, hi = reg.ranges_[feat]
-            v = feature_value(spec, feat)
-            e = ext.get(name, {})
-            bound, far = e.get("train_bound"), e.get("far")
-            factor = 1.0
-            if bound and far and bound > 0 and far > 0 and v > 0 and far != bound:
-                edge = hi if direction == "max" else lo
-                factor = max(1.0, abs(math.log(v / edge)) / abs(math.log(far / bound)))
-            s = max(s, sig[name] * factor)
-            if name == "kernel_max":
-                s = max(s, KERNEL_BEYOND_TABLE_SIGMA)
-            elif name == "hw_max" and spec.type == "transattn":
-                s = max(s, ATTENTION_BEYOND_TABLE_SIGMA)
+            if name in sig:
+                lo, hi = reg.ranges_[feat]
+                v = feature_value(spec, feat)
+                e = ext.get(name, {})
+                bound, far = e.get("train_bound"), e.get("far")
+                factor = 1.0
+                if bound and far and bound > 0 and far > 0 and v > 0 and far != bound:
+                    edge = hi if direction == "max" else lo
+                    factor = max(1.0, abs(math.log(v / edge)) / abs(math.log(far / bound)))
+                s = max(s, sig[name] * factor)
+            else:
+                s = max(s, max(sig.values()) if sig else 0.3)
+            s = max(s, BEYOND_TABLE_SIGMA.get((name, spec.type), BEYOND_TABLE_SIGMA.get((name, None), 0.0)))
         return s, bool(oor)
 
     def predict_blocks(self, specs_or_keys: Iterable[BlockSpec | str]) -> np.ndarray:
