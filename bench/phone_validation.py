@@ -192,6 +192,21 @@ def table_attention_side(table: dict) -> int:
     return max([parse_key(k).hw for k in table if k.startswith("transattn_")] or [0])
 
 
+def attention_subsets(kept: list, table: dict) -> dict[str, np.ndarray]:
+    """``attn_in`` / ``attn_beyond``: the networks whose attention stays within the table's attention
+    blocks' side, or goes beyond it (nn-Meter's grid stops at 32 x 32 tokens)."""
+    beyond = np.array([attention_side(c) > table_attention_side(table) for c in kept], bool)
+    return {"attn_in": ~beyond, "attn_beyond": beyond}
+
+
+def subset_rows(label: str, truth: np.ndarray, pred: np.ndarray, subsets: dict[str, np.ndarray], out: dict) -> None:
+    """``pred`` judged on every subset of >= 3 networks (each with its own scalar): into ``out[f"{label}_{name}"]``, printed."""
+    for name, idx in subsets.items():
+        if idx.sum() >= 3:
+            out[f"{label}_{name}"] = rescaled(truth[idx], pred[idx])
+            row("", out[f"{label}_{name}"], name)
+
+
 def variants(mappings: list[str], table: dict, *extensions: dict | None) -> dict[str, tuple[str, dict, float]]:
     """label -> (mapping, block table, weight ms per MB): every mapping on the table as it is; with an
     extension (section 1b), the last mapping on the extended table, then with the weight traffic too
@@ -226,9 +241,7 @@ def judge(device: str, table: dict, kept: list, meas: np.ndarray, sets: np.ndarr
         entry[s] = rescaled(meas[idx], p[idx])
     # nn-Meter's conv blocks have kernels 3 and 5 only: networks with a kernel-7 LocalAgg apart
     k7 = np.array([has_kernel7_local_agg(c) for c in kept])
-    # attention over more tokens than the table's attention blocks (nn-Meter's grid stops at 32 x 32)
-    beyond = np.array([attention_side(c) > table_attention_side(table) for c in kept])
-    for name, idx in (("k7_local", k7), ("no_k7", ~k7), ("attn_in", ~beyond), ("attn_beyond", beyond)):
+    for name, idx in (("k7_local", k7), ("no_k7", ~k7), *attention_subsets(kept, table).items()):
         if idx.sum() >= 3:
             entry[name] = rescaled(meas[idx], p[idx])
     return entry
@@ -377,19 +390,13 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
             if s in e:
                 row("", e[s], s)
     row("MACs (one scalar)", out["baselines"]["macs"])
-    beyond = np.array([attention_side(c) > table_attention_side(table) for c in kept])
-    for name, idx in (("attn_in", ~beyond), ("attn_beyond", beyond)):  # the subsets' own baseline
-        if idx.sum() >= 3:
-            out["baselines"][f"macs_{name}"] = rescaled(meas[idx], macs[idx])
-            row("", out["baselines"][f"macs_{name}"], name)
+    subsets = attention_subsets(kept, table)
+    subset_rows("macs", meas, macs, subsets, out["baselines"])
     row("linear MACs+params (CV)", out["baselines"]["linear_macs_params_cv5"])
     if instrument is not None:
         out["instrument"], out["repeat"] = instrument, [str(r) for r in repeat]
         row("instrument (run 1 -> run 2)", instrument)
-        for name, idx in (("attn_in", ~beyond), ("attn_beyond", beyond)):
-            if idx.sum() >= 3:
-                out[f"instrument_{name}"] = rescaled(runs_ms[1][idx], runs_ms[0][idx])
-                row("", out[f"instrument_{name}"], name)
+        subset_rows("instrument", runs_ms[1], runs_ms[0], subsets, out)
     print("\nwhere the error sits (share of the prediction; NNLS coefficient: measured ~ sum of c x part)")
     for label in vs:
         a = out["mappings"][label]["attribution"]
@@ -631,6 +638,7 @@ def main() -> None:
             if s in entry:
                 row("", entry[s], s)
     row("MACs (one scalar)", results["baselines"]["macs"])
+    subset_rows("macs", meas, macs, attention_subsets(kept, table), results["baselines"])
     row("linear MACs+params (CV)", results["baselines"]["linear_macs_params_cv5"])
     print("  ratio: median measured / predicted (the one scalar); <=10 %, <=5 %: after it; tau, rho: ranks")
 
