@@ -181,10 +181,14 @@ def has_kernel7_local_agg(cfg: ss.EdgeViTConfig) -> bool:
     return any(st.kernel_size == 7 and any(b in ("lgl", "local") for b in st.blocks) for st in cfg.stages)
 
 
+def stage_attention_side(cfg: ss.EdgeViTConfig, i: int) -> int:
+    """The side (tokens per row) stage ``i``'s attention attends over: its feature side over its sparse-sampling ratio."""
+    return cfg.feature_side(i) // (cfg.stages[i].sr_ratio or 1)
+
+
 def attention_side(cfg: ss.EdgeViTConfig) -> int:
-    """The largest side (tokens per row) any attention of ``cfg`` attends over: the stage's side over its
-    sparse-sampling ratio; 0 without attention."""
-    return max([cfg.feature_side(i) // (st.sr_ratio or 1) for i, st in enumerate(cfg.stages) if st.has_attention] or [0])
+    """The largest side any attention of ``cfg`` attends over (:func:`stage_attention_side`); 0 without attention."""
+    return max([stage_attention_side(cfg, i) for i, st in enumerate(cfg.stages) if st.has_attention] or [0])
 
 
 def table_attention_side(table: dict) -> int:
@@ -283,8 +287,7 @@ def part_by_part(device: str, vs: dict, chosen: list, measured_parts: dict, whol
         for c, r in zip(chosen, rows_):
             for hb, ms in measured_parts[c.arch_id].items():
                 i = int(hb.split(".")[1]) if hb.startswith("stages.") else -1
-                if (hb.endswith(".self_attn") and (c.arch_id, i) not in seen
-                        and c.feature_side(i) // (c.stages[i].sr_ratio or 1) > side):
+                if hb.endswith(".self_attn") and (c.arch_id, i) not in seen and stage_attention_side(c, i) > side:
                     seen.add((c.arch_id, i))  # the stage's blocks are identical: its first stands for them
                     wide.append(r["half_blocks_predicted_ms"][hb] * s_ / ms)
         out_wide = {"pred_over_meas": wide, "rms_log": float(np.sqrt(np.mean(np.log(wide) ** 2))) if wide else None}
