@@ -74,7 +74,8 @@ import search_space as ss  # noqa: E402
 from device_farm import MeasurementStore, get_profile  # noqa: E402
 from device_farm.measure import Farm, runtime_version  # noqa: E402
 from predictors.latency.phone import PROVENANCES, PhoneLatencyPredictor, load_table  # noqa: E402
-from predictors.latency.phone.device_table import (kernel_extension_keys, latency_of, quota,  # noqa: E402
+from predictors.latency.phone.device_table import (attention_extension_keys, kernel_extension_keys,  # noqa: E402
+                                                   latency_of, quota,
                                                    measure_block_table, measure_weight_traffic, neighbour_keys,
                                                    read_table, stratified_keys, write_table)
 from predictors.latency.phone.device_table import stored_row as stored  # noqa: E402
@@ -221,8 +222,14 @@ def variants(mappings: list[str], table: dict, *extensions: dict | None) -> dict
             continue
         m = mappings[-1]
         ext_table = extension.get("table", table)
-        label = m + (f" +k{extension['kernel']['kernel']}" if "kernel" in extension else "")
+        if extension.get("table_label"):  # what an extended --table already held, as that run named it
+            label = f"{m} {extension['table_label']}"
+        else:
+            label = m + (f" +k{extension['kernel']['kernel']}" if "kernel" in extension else "")
         label += f" +d{len(extension['dense']['keys'])}" if "dense" in extension else ""
+        label += f" +a{len(extension['attention']['keys'])}" if "attention" in extension else ""
+        if label in out or label + " +w" in out:  # a second run of the same extension: named by its run
+            label += f" ({extension.get('run', len(out))})"
         if label != m:
             out[label] = (m, ext_table, 0.0)
         if "weight_traffic" in extension:
@@ -231,9 +238,11 @@ def variants(mappings: list[str], table: dict, *extensions: dict | None) -> dict
 
 
 def judge(device: str, table: dict, kept: list, meas: np.ndarray, sets: np.ndarray, mapping: str,
-          weight: float = 0.0) -> dict:
+          weight: float = 0.0, base: dict | None = None) -> dict:
     """One mapping version fitted on ``table`` and judged on the measured networks (all, random, held-out);
-    ``weight``: the device's weight traffic (ms per MB, in the table's unit), 0 for nn-Meter's sum of blocks."""
+    ``weight``: the device's weight traffic (ms per MB, in the table's unit), 0 for nn-Meter's sum of blocks;
+    ``base``: the table the attention subsets are drawn on (default ``table``; an extended table's are
+    the un-extended one's, so every row of a run judges the same subsets)."""
     pred = PhoneLatencyPredictor(device, mapping=mapping, weight_ms_per_mb=weight).fit(list(table), list(table.values()))
     parts = pred.predict_parts(kept)
     p = np.array([x.total_ms for x in parts])
@@ -245,7 +254,7 @@ def judge(device: str, table: dict, kept: list, meas: np.ndarray, sets: np.ndarr
         entry[s] = rescaled(meas[idx], p[idx])
     # nn-Meter's conv blocks have kernels 3 and 5 only: networks with a kernel-7 LocalAgg apart
     k7 = np.array([has_kernel7_local_agg(c) for c in kept])
-    for name, idx in (("k7_local", k7), ("no_k7", ~k7), *attention_subsets(kept, table).items()):
+    for name, idx in (("k7_local", k7), ("no_k7", ~k7), *attention_subsets(kept, base or table).items()):
         if idx.sum() >= 3:
             entry[name] = rescaled(meas[idx], p[idx])
     return entry
@@ -281,8 +290,9 @@ def part_by_part(device: str, vs: dict, chosen: list, measured_parts: dict, whol
               if part_kind(c, hb) == "local_agg" and c.stages[int(hb.split(".")[1])].kernel_size == 7
               and hb.endswith("blocks.0.local_agg")]
         out_k7 = {"pred_over_meas": k7, "rms_log": float(np.sqrt(np.mean(np.log(k7) ** 2))) if k7 else None}
-        # attention over more tokens than the table's attention blocks (nn-Meter's grid: 32 x 32): each half's miss
-        side = table_attention_side(table)
+        # attention over more tokens than the un-extended table's attention blocks (nn-Meter's grid: 32 x 32), the
+        # same halves for every variant: each half's miss
+        side = table_attention_side(next(iter(vs.values()))[1])
         wide, seen = [], set()
         for c, r in zip(chosen, rows_):
             for hb, ms in measured_parts[c.arch_id].items():
@@ -326,7 +336,7 @@ def part_by_part(device: str, vs: dict, chosen: list, measured_parts: dict, whol
 
 
 def recorded(path: Path, mappings: list[str], table_path: str | None = None, repeat: list[Path] | None = None,
-             extension: Path | None = None) -> None:
+             extensions: list[Path] | None = None) -> None:
     """Every mapping judged on a written run's block table and network latencies (no measurement).
 
     ``table_path``: another block table (another device's) in place of the run's own: how well one
@@ -334,8 +344,8 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
     the same networks on the same device later (``--table`` with the same ``--seed``): the truth is
     then the geometric mean of the two runs on the networks both measured, and the first run judged
     as a predictor of the second (the *instrument* row) is printed beside the mappings: the ceiling
-    no predictor can pass. ``extension``: the JSON of an ``--extension-only`` run on the same device
-    (its extended table and weight traffic, in the block table's unit): judged beside the run's own."""
+    no predictor can pass. ``extensions``: JSONs of ``--extension-only`` runs on the same device
+    (each an extended table and weight traffic, in the block table's unit): judged beside the run's own."""
     run = json.loads(path.read_text())
     device = run["device"]
     table = read_table(table_path or RESULTS.parent.parent / run["table"]["path"])
@@ -378,16 +388,18 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
     ext = None
     if run.get("extension") and not table_path:  # the run's extended table and weight traffic
         ext = dict(run["extension"], table=read_table(RESULTS.parent.parent / run["extension"]["table_path"]))
-    later = None
-    if extension:
-        later = json.loads(extension.read_text())
-        if later["device"] != device:
-            raise SystemExit(f"--extension: {extension} measured {later['device']}, {path} measured {device}")
-        later = dict(later["extension"], table=read_table(RESULTS.parent.parent / later["extension"]["table_path"]))
-        out["extension"] = str(extension)
-    vs = variants(mappings, table, ext, later)
+    later = []
+    for extension in extensions or []:
+        e = json.loads(extension.read_text())
+        if e["device"] != device:
+            raise SystemExit(f"--extension: {extension} measured {e['device']}, {path} measured {device}")
+        later.append(dict(e["extension"], table=read_table(RESULTS.parent.parent / e["extension"]["table_path"]),
+                          run=extension.stem.split("extension_")[-1]))
+    if extensions:
+        out["extension"] = [str(x) for x in extensions]
+    vs = variants(mappings, table, ext, *later)
     for label, (mapping, tab, weight) in vs.items():
-        e = out["mappings"][label] = judge(device, tab, kept, meas, sets, mapping, weight)
+        e = out["mappings"][label] = judge(device, tab, kept, meas, sets, mapping, weight, base=table)
         row(f"phone model, {label}", e["all"])
         for s in ("random", "held_out", "k7_local", "no_k7", "attn_in", "attn_beyond"):
             if s in e:
@@ -417,18 +429,31 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
     # named by the run's tag, or else by the recorded file's own name, so two untagged runs never share a file
     own = was.tag or path.stem.removeprefix("phone_validation").strip("_")
     write_result("phone_validation_recorded" + (f"_{own}" if own else "") + ("_cross" if table_path else "")
-                 + ("_repeat" if repeat else "") + (f"_{extension.stem.split('extension_')[-1]}" if extension else ""),
+                 + ("_repeat" if repeat else "") + "".join(f"_{x.stem.split('extension_')[-1]}" for x in extensions or []),
                  out)
 
 
-def densify_keys(device: str, table: dict, n: int, seed: int, n_design: int, judged: set[str]) -> list[str]:
-    """The ``n`` nn-Meter keys (s21's key set, conv also at kernels beyond it) nearest the blocks that
-    ``n_design`` random candidates (``seed``; none of the ``judged`` arch ids) query, weighted by their
-    predicted time on ``table``, and not already in it (:func:`neighbour_keys`)."""
+def design_queries(device: str, table: dict, seed: int, n_design: int, judged: set[str]) -> tuple[list, np.ndarray]:
+    """The blocks ``n_design`` random candidates (``seed``; none of the ``judged`` arch ids) query, and
+    each one's predicted time on ``table``: where a device table needs measured blocks."""
     design = [c for c in ss.DEFAULT_SPACE.sample_random(n_design, seed=seed) if c.arch_id not in judged]
     queries = [p.spec for c in design for p in map_candidate(c) if p.spec is not None]
-    weights = PhoneLatencyPredictor(device).fit(list(table), list(table.values())).predict_blocks(queries)
+    return queries, PhoneLatencyPredictor(device).fit(list(table), list(table.values())).predict_blocks(queries)
+
+
+def densify_keys(device: str, table: dict, n: int, seed: int, n_design: int, judged: set[str]) -> list[str]:
+    """The ``n`` nn-Meter keys (s21's key set, conv also at kernels beyond it) nearest the design
+    queries (:func:`design_queries`), weighted by their predicted time, not already in ``table``
+    (:func:`neighbour_keys`)."""
+    queries, weights = design_queries(device, table, seed, n_design, judged)
     return neighbour_keys(list(load_table("s21")), queries, n, weights=weights, exclude=list(table))
+
+
+def attention_keys(device: str, table: dict, n: int, seed: int, n_design: int, judged: set[str]) -> list[str]:
+    """The ``n`` attention blocks the design queries (:func:`design_queries`) ask for, with their own
+    head count, v_scale and side, not already in ``table`` (:func:`attention_extension_keys`)."""
+    queries, weights = design_queries(device, table, seed, n_design, judged)
+    return attention_extension_keys(queries, n, weights=weights, exclude=list(table))
 
 
 def extend(farm, profile, table: dict, args) -> dict:
@@ -441,14 +466,18 @@ def extend(farm, profile, table: dict, args) -> dict:
     fixes its own reference candles), so its conv blocks are measured again first and the median
     ratio, the *bridge*, brings the new values into the table's unit. The extended table is written
     beside the run's files."""
-    out: dict = {}
+    out: dict = {"table_label": args.table_label} if args.table_label else {}
     factor = 1.0
     dense: list[str] = []
+    attn: list[str] = []
+    judged = {c.arch_id for _, c in networks(args.random, args.held_out, args.seed)}
     if args.densify:
-        judged = {c.arch_id for _, c in networks(args.random, args.held_out, args.seed)}
         dense = densify_keys(args.device, table, args.densify, args.densify_seed, args.densify_design, judged)
+    if args.extend_attention:
+        attn = attention_keys(args.device, table, args.extend_attention, args.densify_seed, args.densify_design, judged)
     if args.table:
-        types = sorted({k.split("_", 1)[0] for k in dense} | ({"conv"} if args.extend_kernel or not dense else set()))
+        new_types = {k.split("_", 1)[0] for k in dense + attn}
+        types = sorted(new_types | ({"conv"} if args.extend_kernel or not new_types else set()))
         per = max(1, args.bridge_n // len(types))
         keys = [k for t in types for k in sorted(k for k in table if k.startswith(t + "_"))[:per]]
         print(f"\n[1b] bridge: {len(keys)} of the table's blocks ({', '.join(types)}) measured again in this run's store",
@@ -489,6 +518,17 @@ def extend(farm, profile, table: dict, args) -> dict:
         ext_table.update({k: v / factor for k, v in new.items()})
         out["dense"] = {"keys": sorted(new), "failed": inf["failed"], "disturbed": inf["disturbed"],
                         "design": {"n": args.densify_design, "seed": args.densify_seed}}
+    if attn:
+        print(f"[1b] {len(attn)} attention blocks as {args.densify_design} design networks (seed {args.densify_seed}) "
+              "query them: own head count, v_scale 1, sides beyond nn-Meter's 32", flush=True)
+
+        def progress_a(key, m, i, n):
+            print(f"  block {i}/{n} {key}: {m.status}", flush=True)
+
+        new, inf = measure_block_table(farm, profile, attn, on_result=progress_a)
+        ext_table.update({k: v / factor for k, v in new.items()})
+        out["attention"] = {"keys": sorted(new), "failed": inf["failed"], "disturbed": inf["disturbed"],
+                            "design": {"n": args.densify_design, "seed": args.densify_seed}}
     if args.weights:
         w = measure_weight_traffic(farm, profile)
         w["ms_per_mb_table_unit"] = w["ms_per_mb"] / factor
@@ -526,12 +566,18 @@ def parser() -> argparse.ArgumentParser:
                                                            "judge the model with it too (section 1b)")
     ap.add_argument("--densify", type=int, default=0, help="section 1b: measure this many nn-Meter keys nearest the "
                                                            "blocks design networks query (neighbour_keys)")
-    ap.add_argument("--densify-seed", type=int, default=1000, help="seed of the design networks of --densify")
-    ap.add_argument("--densify-design", type=int, default=200, help="design networks of --densify")
+    ap.add_argument("--extend-attention", type=int, default=0, help="section 1b: measure this many attention blocks as "
+                                                                    "design networks query them (own heads, v_scale 1, "
+                                                                    "sides beyond 32; attention_extension_keys)")
+    ap.add_argument("--densify-seed", type=int, default=1000, help="seed of the design networks of --densify and "
+                                                                   "--extend-attention")
+    ap.add_argument("--densify-design", type=int, default=200, help="design networks of --densify and --extend-attention")
+    ap.add_argument("--table-label", help="with --table from an earlier extension: what it holds beyond nn-Meter's "
+                                          "keys, for the printed labels (e.g. '+k7 +d150')")
     ap.add_argument("--extension-only", action="store_true", help="stop after section 1b; writes "
                                                                   "phone_validation_extension[_TAG].json for --extension")
-    ap.add_argument("--extension", type=Path, help="with --recorded: an --extension-only run's JSON, judged beside "
-                                                   "the run's own extension")
+    ap.add_argument("--extension", type=Path, nargs="+", help="with --recorded: --extension-only runs' JSONs, each "
+                                                              "judged beside the run's own extension")
     ap.add_argument("--tag", help="suffix of the files written (another machine's run beside the stored one: --tag xeon)")
     ap.add_argument("--recorded", type=Path, help="no measurement: judge every mapping on the block table and the "
                                                    "network latencies a run wrote (its phone_validation.json)")
@@ -589,12 +635,13 @@ def main() -> None:
         "disturbed": info["disturbed"], "runtime_version": info["runtime_version"], "path": str(table_path),
         "measured_in_this_run": not args.table}}
     ext = None
-    if args.extend_kernel or args.weights or args.densify:
+    if args.extend_kernel or args.weights or args.densify or args.extend_attention:
         ext = extend(farm, profile, table, args)
         results["extension"] = {k: v for k, v in ext.items() if k != "table"}
     if args.extension_only:
         if not ext:
-            raise SystemExit("--extension-only: nothing to measure; add --extend-kernel, --weights or --densify")
+            raise SystemExit("--extension-only: nothing to measure; add --extend-kernel, --extend-attention, --weights "
+                             "or --densify")
         results["seconds"] = {"total": time.perf_counter() - t0}
         write_result("phone_validation_extension" + (f"_{args.tag}" if args.tag else ""), results)
         return
@@ -630,7 +677,7 @@ def main() -> None:
     vs = variants(args.mappings, table, ext)
     for label, (mapping, tab, weight) in vs.items():
         t1 = time.perf_counter()
-        entry = judge(args.device, tab, kept, meas, sets, mapping, weight)
+        entry = judge(args.device, tab, kept, meas, sets, mapping, weight, base=table)
         fits[label] = entry["fit_seconds"] = time.perf_counter() - t1
         cl = np.array(clean)
         if cl.sum() >= 3:

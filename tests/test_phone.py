@@ -254,7 +254,13 @@ def test_heads_change_only_the_score_work_of_an_attention_block():
     two = block_work(BlockSpec("transattn", 64, 128, 128, v_scale=1.0, heads=2))  # EdgeViT-like head_dim 64
     assert two.mm_macs == pytest.approx(nn.mm_macs) and two.dense_macs == pytest.approx(nn.dense_macs)
     assert two.attn_elems == pytest.approx(nn.attn_elems / 4)  # the score tensor: heads x N^2
-    assert BlockSpec("transattn", 64, 128, 128, v_scale=1.0, heads=2).key() == "transattn_64_128_hard_swish_1_ln"
+    # the key carries a head count only where it differs from nn-Meter's C/16, and parses back to it
+    assert BlockSpec("transattn", 64, 128, 128, v_scale=1.0, heads=8).key() == "transattn_64_128_hard_swish_1_ln"
+    key = BlockSpec("transattn", 64, 128, 128, v_scale=1.0, heads=2).key()
+    assert key == "transattn_64_128_hard_swish_1_ln_h2" and parse_key(key).heads == 2
+    assert block_work(parse_key(key)) == two
+    with pytest.raises(KeyFormatError, match="heads=3 must divide C=128"):
+        parse_key("transattn_64_128_hard_swish_1_ln_h3")
 
 
 def test_mapping_v2_queries_attention_with_the_candidates_heads_and_prices_it_by_work(tables):
@@ -279,6 +285,33 @@ def test_mapping_v2_queries_attention_with_the_candidates_heads_and_prices_it_by
     t2 = sum(p.ms for p in p2.parts if p.part == "attention")
     assert 0 < t2 < t1
     assert [p.ms for p in p1.parts if p.part != "attention"] == [p.ms for p in p2.parts if p.part != "attention"]
+
+
+def test_a_table_with_its_own_head_counts_lets_the_data_price_them(tables):
+    """v2 fixes attention to the work-count kind for nn-Meter's tables (C/16 heads everywhere); a
+    device table with its own head counts (``_h`` keys) chooses the kind from its data, with the head
+    count as an input: a runtime whose one-head attention is slow (LiteRT on this project's CPUs) is
+    priced so, where work counts say one head is the cheapest."""
+    from predictors.latency.phone.blocks import BlockSpec, block_work
+    from predictors.latency.phone.regressors import RateModel
+
+    keys = [k for k in tables["s21"] if k.split("_", 1)[0] in MAPPED_TYPES][::12]
+    attn = [parse_key(k) for k in tables["s21"] if k.startswith("transattn_")]
+    rate = RateModel(block_types=("transattn",)).fit(attn, [tables["s21"][s.key()] for s in attn])
+    own = [BlockSpec("transattn", hw, c, c, v_scale=1.0, heads=h)
+           for hw in (16, 24, 32, 40, 48, 56, 64) for c in (32, 48, 64, 96) for h in (1, 2)]
+    y_own = rate.predict_work([block_work(s) for s in own]) * np.array([2.0 if s.heads == 1 else 1.0 for s in own])
+    blocks = keys + [s.key() for s in own]
+    y = [tables["s21"][k] for k in keys] + list(y_own)
+    pred = PhoneLatencyPredictor("s21", block_types=MAPPED_TYPES, extrapolation=False, refit_full=False,
+                                 mapping="v2").fit(blocks, y)
+    reg = pred.regressors_["transattn"]
+    assert reg.kind_ != "rate" and reg.heads_
+    one, two = (BlockSpec("transattn", 44, 80, 80, v_scale=1.0, heads=h) for h in (1, 2))
+    p1, p2 = reg.predict([one, two])
+    assert p1 / p2 > 1.5 and rate.predict([one])[0] < rate.predict([two])[0]
+    back = type(reg).from_dict(json.loads(json.dumps(reg.to_dict())))
+    assert back.heads_ and np.allclose(back.predict([one, two]), [p1, p2])
 
 
 def test_weight_traffic_adds_one_network_part_of_its_measured_cost(s21):

@@ -7,12 +7,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from predictors.latency.phone import BLOCK_TYPES, block_work, load_table, parse_key
 from predictors.latency.phone.blocks import BlockSpec
-from predictors.latency.phone.device_table import kernel_extension_keys, neighbour_keys, stratified_keys
+from predictors.latency.phone.device_table import (attention_extension_keys, kernel_extension_keys, neighbour_keys,
+                                                   stratified_keys)
 from predictors.latency.phone.torch_blocks import BlockNetwork, NullNetwork, block_input_shape
 from predictors.latency.phone.transfer import DEFAULT_QUOTA, TRANSFER_METHODS, BlockTransfer, choose_blocks, transfer_table
 
 KEYS = ["firstconv_224_3_16_2_3", "conv_56_24_24_4_1_hard_swish_5_nose", "conv_48_16_32_6_2_hard_swish_3_se",
-        "transds_28_32_64_2_4", "transattn_14_96_hard_swish_2_ln", "transffn_14_96_3_hard_swish_ln",
+        "transds_28_32_64_2_4", "transattn_14_96_hard_swish_2_ln", "transattn_14_96_hard_swish_1_ln_h2",
+        "transffn_14_96_3_hard_swish_ln",
         "mbpool_7_160_1984_6_hard_swish"]
 
 
@@ -53,6 +55,25 @@ def test_stratified_keys_cover_every_side_of_every_type(s21_keys):
         sides_all = {parse_key(k).hw for k in s21_keys if k.startswith(t + "_")}
         sides = {parse_key(k).hw for k in keys if k.startswith(t + "_")}
         assert sides == sides_all  # round-robin over sides: each appears when the quota allows
+
+
+def test_attention_extension_keys_are_the_queries_own_blocks_shared_by_side_weight():
+    big = [BlockSpec("transattn", 64, 128, 128, v_scale=1.0, heads=h) for h in (1, 2, 4)]
+    small = [BlockSpec("transattn", 14, 96, 96, v_scale=1.0, heads=h) for h in (1, 2)]
+    ffn = BlockSpec("transffn", 14, 96, 96, expansion=4.0)
+    queries = big + small + [big[1], ffn]
+    weights = [10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 5.0]  # side 64 carries 40 of 60 attention weight units
+    keys = attention_extension_keys(queries, 3, weights)
+    # the queries' own blocks (head counts in the key), never another type; keys in proportion to weight
+    assert all(parse_key(k).type == "transattn" and parse_key(k).v_scale == 1 for k in keys)
+    assert sorted(parse_key(k).hw for k in keys) == [14, 64, 64]
+    assert "transattn_64_128_hard_swish_1_ln_h2" in keys  # used twice: the heaviest of its side
+    assert "transattn_14_96_hard_swish_1_ln_h1" in keys or "transattn_14_96_hard_swish_1_ln_h2" in keys
+    assert len(attention_extension_keys(queries, 10, weights)) == 5  # no more than the distinct blocks
+    assert "transattn_64_128_hard_swish_1_ln_h2" not in attention_extension_keys(
+        queries, 5, weights, exclude=["transattn_64_128_hard_swish_1_ln_h2"])
+    with pytest.raises(ValueError, match="n=-1"):
+        attention_extension_keys(queries, -1)
 
 
 def test_neighbour_keys_are_the_table_keys_nearest_the_queries_most_used_first(s21_keys):

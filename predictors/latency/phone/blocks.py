@@ -14,7 +14,9 @@ branch's build scripts (``examples/test_transformer/build_lut/build_lut.py`` and
 - ``transds_{hw}_{cin}_{cout}_{s}_{e}``: the same MBConv with k = 3 and squeeze-excite, on tokens.
 - ``transattn_{hw}_{C}_{act}_{v}_ln``: LayerNorm, qkv Linear (no bias) to 2C + vC (head dim 16,
   C/16 heads, value dim 16v), h-swish, Q K^T, relative-position bias, softmax, A V, h-swish, output
-  Linear vC -> C on hw*hw tokens. No residual add.
+  Linear vC -> C on hw*hw tokens. No residual add. Our own extension (not in nn-Meter's tables): a
+  suffix ``_h{heads}`` for a head count other than C/16, head dim C/heads (value dim v C/heads), so
+  a device's table can measure the fewer, wider heads EdgeViT uses (:attr:`BlockSpec.heads`).
 - ``transffn_{hw}_{C}_{e}_{act}_ln``: LayerNorm, Linear C -> eC, h-swish, Linear eC -> C, residual add.
 - ``mbpool_{hw}_{cin}_{cout}_{e}_{act}``: 1x1 expand to e*cin, h-swish, global pool, 1x1 to 1984,
   Linear 1984 -> 1000.
@@ -58,7 +60,8 @@ class BlockSpec:
     act: str = "hard_swish"
     #: transattn only: the head count of a queried block (0: nn-Meter's C/16, what every table key has).
     #: Heads change no MAC of the attention (Q K^T and A V are N^2 x C either way) but the score
-    #: tensor, heads x N^2, which dominates at thousands of tokens. Not part of the key.
+    #: tensor, heads x N^2, which dominates at thousands of tokens. Part of the key (``_h{heads}``)
+    #: only where it differs from C/16: nn-Meter's keys never carry it.
     heads: int = 0
 
     @property
@@ -81,7 +84,9 @@ class BlockSpec:
         if self.type == "transds":
             return f"transds_{self.hw}_{self.cin}_{self.cout}_{self.stride}_{e}"
         if self.type == "transattn":
-            return f"transattn_{self.hw}_{self.cin}_{self.act}_{format_number(self.v_scale)}_ln"
+            own = self.heads and self.heads != max(self.cin // NNMETER_HEAD_DIM, 1)
+            return (f"transattn_{self.hw}_{self.cin}_{self.act}_{format_number(self.v_scale)}_ln"
+                    + (f"_h{self.heads}" if own else ""))
         if self.type == "transffn":
             return f"transffn_{self.hw}_{self.cin}_{e}_{self.act}_ln"
         if self.type == "mbpool":
@@ -99,7 +104,7 @@ _KEY_RE: dict[str, re.Pattern[str]] = {
     "firstconv": re.compile(rf"firstconv_{_I}_{_I}_{_I}_{_I}_{_I}"),
     "conv": re.compile(rf"conv_{_I}_{_I}_{_I}_{_I}_{_I}_{_ACT}_{_I}_(se|nose)"),
     "transds": re.compile(rf"transds_{_I}_{_I}_{_I}_{_I}_{_I}"),
-    "transattn": re.compile(rf"transattn_{_I}_{_I}_{_ACT}_{_I}_ln"),
+    "transattn": re.compile(rf"transattn_{_I}_{_I}_{_ACT}_{_I}_ln(?:_h{_I})?"),
     "transffn": re.compile(rf"transffn_{_I}_{_I}_{_I}_{_ACT}_ln"),
     "mbpool": re.compile(rf"mbpool_{_I}_{_I}_{_I}_{_I}_{_ACT}"),
 }
@@ -107,7 +112,7 @@ _KEY_FORMATS = {
     "firstconv": "firstconv_{hw}_{cin}_{cout}_{stride}_{k}",
     "conv": "conv_{hw}_{cin}_{cout}_{expansion}_{stride}_{act}_{k}_{se|nose}",
     "transds": "transds_{hw}_{cin}_{cout}_{stride}_{ds_expansion}",
-    "transattn": "transattn_{hw}_{C}_{act}_{v_scale}_ln",
+    "transattn": "transattn_{hw}_{C}_{act}_{v_scale}_ln[_h{heads}]",
     "transffn": "transffn_{hw}_{C}_{expansion}_{act}_ln",
     "mbpool": "mbpool_{hw}_{cin}_{cout}_{expansion}_{act}",
 }
@@ -133,7 +138,10 @@ def parse_key(key: str) -> BlockSpec:
         # build_lut_modules.py transformer_ds: dsconv with kernel 3 and squeeze-excite always on
         return BlockSpec("transds", hw, cin, cout, expansion=e, stride=s, kernel=3, se=True)
     if btype == "transattn":
-        return BlockSpec("transattn", int(g[0]), int(g[1]), int(g[1]), act=g[2], v_scale=int(g[3]))
+        heads = int(g[4]) if g[4] else 0
+        if g[4] and (heads < 1 or int(g[1]) % heads):
+            raise KeyFormatError(f"key={key!r}: heads={heads} must divide C={g[1]}; allowed: a divisor of C")
+        return BlockSpec("transattn", int(g[0]), int(g[1]), int(g[1]), act=g[2], v_scale=int(g[3]), heads=heads)
     if btype == "transffn":
         return BlockSpec("transffn", int(g[0]), int(g[1]), int(g[1]), expansion=int(g[2]), act=g[3])
     hw, cin, cout, e = map(int, g[:4])

@@ -30,7 +30,7 @@ from .blocks import BLOCK_TYPES, parse_key
 from .torch_blocks import BlockNetwork, NullNetwork, WeightStreamNetwork
 
 __all__ = ["DEFAULT_PER_TYPE", "WEIGHT_STREAM_DEPTHS", "quota", "stratified_keys", "latency_of", "measure_block_table",
-           "measure_weight_traffic", "kernel_extension_keys", "neighbour_keys", "stored_row", "write_table", "read_table"]
+           "measure_weight_traffic", "kernel_extension_keys", "attention_extension_keys", "neighbour_keys", "stored_row", "write_table", "read_table"]
 
 #: Keys per block type: every firstconv (12 in the tables), most mbpool, 50 of the large types.
 DEFAULT_PER_TYPE: dict[str, int] = {"firstconv": 12, "conv": 50, "transds": 50, "transattn": 50, "transffn": 50,
@@ -141,6 +141,44 @@ def neighbour_keys(keys: Sequence[str], queries: Sequence[object], n: int,
     skip = set(exclude)
     ranked = sorted((k for k in score if k not in skip), key=lambda k: (-score[k], k))
     return ranked[:n]
+
+
+def attention_extension_keys(queries: Sequence[object], n: int, weights: Sequence[float] | None = None,
+                             exclude: Sequence[str] = ()) -> list[str]:
+    """``n`` attention blocks exactly as a design set of candidates queries them -- own head count
+    (key suffix ``_h``), v_scale 1, any side -- shared among the queried sides in proportion to the
+    weight each side's queries carry (highest averages), the heaviest first within a side.
+
+    Why: nn-Meter's attention blocks all have C/16 heads, v_scale 2..4 and at most 32 x 32 tokens,
+    so in every phone table the score work (heads x N^2) is proportional to the matmul work (C x N^2)
+    and nothing is measured beyond 1,024 tokens. EdgeViT queries one or two wide heads, v_scale 1,
+    and up to 4,096 tokens at stage 0: a device that measures these blocks identifies the split
+    between the two rates and prices the large sides from its own blocks instead of extrapolating.
+    ``queries`` are :class:`~.blocks.BlockSpec` of a *design* set (never the judged networks); a
+    key's weight is the sum of its queries' ``weights`` (default 1); keys in ``exclude`` are skipped.
+    """
+    if n < 0:
+        raise ValueError(f"n={n}: allowed: n >= 0")
+    weights = np.ones(len(queries)) if weights is None else np.asarray(weights, float)
+    if len(weights) != len(queries):
+        raise ValueError(f"weights: expected {len(queries)} values (one per query), got {len(weights)}")
+    skip = set(exclude)
+    score: dict[str, float] = {}
+    for q, w in zip(queries, weights):
+        if q.type == "transattn" and q.key() not in skip:
+            score[q.key()] = score.get(q.key(), 0.0) + float(w)
+    sides: dict[int, list[str]] = {}
+    for k in sorted(score, key=lambda k: (-score[k], k)):
+        sides.setdefault(parse_key(k).hw, []).append(k)
+    total = {hw: sum(score[k] for k in ks) for hw, ks in sides.items()}
+    taken = {hw: 0 for hw in sides}
+    out: list[str] = []
+    while len(out) < n and any(sides.values()):
+        # highest averages (D'Hondt): each side gets keys in proportion to the weight its queries carry
+        hw = max((h for h in sides if sides[h]), key=lambda h: (total[h] / (taken[h] + 1), -h))
+        out.append(sides[hw].pop(0))
+        taken[hw] += 1
+    return sorted(out)
 
 
 def stored_row(farm, profile, net, version: str):

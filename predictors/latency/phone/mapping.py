@@ -74,6 +74,8 @@ HEADS_TOLERANCE = 0.25
 MAPPINGS: tuple[str, ...] = ("v1", "v2")
 DEFAULT_MAPPING = "v2"
 #: Regressor kind a mapping version fixes per block type (others: the predictor's ``model``, ``auto``).
+#: v2's ``rate`` for attention holds for tables whose attention blocks all have C/16 heads (every
+#: phone table); a table with its own head counts chooses (``PhoneLatencyPredictor._kind``).
 BLOCK_KINDS: dict[str, dict[str, str]] = {"v1": {}, "v2": {"transattn": "rate"}}
 
 

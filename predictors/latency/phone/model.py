@@ -157,9 +157,18 @@ class PhoneLatencyPredictor(LatencyEstimator):
     def _reg(self, btype: str, model: str) -> BlockRegressor:
         return BlockRegressor(btype, model=model, random_state=self.random_state, n_estimators=self.n_estimators)
 
-    def _kind(self, btype: str) -> str:
-        """The regressor kind for ``btype``: the one the mapping version fixes, else ``model``."""
-        return BLOCK_KINDS.get(self.mapping, {}).get(btype, self.model)
+    def _kind(self, btype: str, specs: Sequence[BlockSpec] = ()) -> str:
+        """The regressor kind for ``btype``: the one the mapping version fixes, else ``model``.
+
+        v2 fixes attention to the work-count kind because nn-Meter's attention blocks (C/16 heads
+        each) cannot identify the split between score and matmul work; a table that measured
+        attention with its own head counts (key suffix ``_h``) can, and its kind is chosen from its
+        data as any other type's (on this project's Intel Xeon, LiteRT ran one-head attention at
+        4,096 tokens 1.8-2x slower than two heads of the same width: bench/RESULTS.md, ninth round)."""
+        fixed = BLOCK_KINDS.get(self.mapping, {}).get(btype)
+        if fixed and btype == "transattn" and any(s.heads for s in specs):
+            return self.model
+        return fixed or self.model
 
     def fit(self, blocks: Sequence[BlockSpec | str], y: Sequence[float]) -> "PhoneLatencyPredictor":
         w = self.weight_ms_per_mb
@@ -202,13 +211,13 @@ class PhoneLatencyPredictor(LatencyEstimator):
             if len(y) < MIN_HELDOUT_ROWS:
                 # Too few blocks of this type to hold any out (a few-shot table): fit on all of them and let
                 # its uncertainty be the worst held-out figure of the other types (filled in below).
-                reg = self._reg(t, self._kind(t)).fit(specs, y)
+                reg = self._reg(t, self._kind(t, specs)).fit(specs, y)
                 self.heldout_[t] = {"kind": reg.kind_, "n_train": int(len(y)), "model": None,
                                     "why": f"{len(y)} blocks < {MIN_HELDOUT_ROWS}: no held-out split"}
                 self.sigma_[t] = {}
                 self.regressors_[t] = reg
                 continue
-            reg = self._reg(t, self._kind(t)).fit([specs[i] for i in tr], y[tr])
+            reg = self._reg(t, self._kind(t, specs)).fit([specs[i] for i in tr], y[tr])
             pred = reg.predict([specs[i] for i in te])
             lin_m, rank = baseline([specs[i] for i in tr], y[tr], [specs[i] for i in te], y[te])
             self.heldout_[t] = {"kind": reg.kind_, "n_train": int(len(tr)),

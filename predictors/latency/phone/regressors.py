@@ -37,7 +37,7 @@ from sklearn.linear_model import Ridge
 from ...base import ModelFileError, state_array
 from ...metrics import regression_metrics
 from ..trees import TreeEnsemble
-from .blocks import BLOCK_TYPES, WORK_FIELDS, BlockSpec, Work, block_work
+from .blocks import BLOCK_TYPES, NNMETER_HEAD_DIM, WORK_FIELDS, BlockSpec, Work, block_work
 
 __all__ = ["random_split", "extrapolation_split", "EXTRAPOLATION_SPLITS", "RANGE_FEATURES", "feature_value",
            "MODEL_KINDS", "BlockRegressor", "RateModel"]
@@ -82,15 +82,24 @@ _FEATURES = ("log_hw", "log_cin", "log_cout", "expansion", "stride", "kernel", "
              "log_macs", "log_dense", "log_dw", "log_mm", "log_elems", "log_attn", "log_params")
 
 
-def _features(specs: Sequence[BlockSpec], works: Sequence[Work]) -> np.ndarray:
+#: Columns appended for attention blocks when a table varies the head count (:attr:`BlockRegressor.heads_`).
+_HEAD_FEATURES = ("log_heads", "log_head_dim")
+
+
+def _effective_heads(s: BlockSpec) -> int:
+    return s.heads or max(s.cin // NNMETER_HEAD_DIM, 1)
+
+
+def _features(specs: Sequence[BlockSpec], works: Sequence[Work], heads: bool = False) -> np.ndarray:
+    """The regressors' inputs; ``heads``: with :data:`_HEAD_FEATURES` (a table with its own head counts)."""
     rows = []
     for s, w in zip(specs, works):
         rows.append([
             math.log(s.hw), math.log(s.cin), math.log(s.cout), s.expansion, s.stride, s.kernel, float(s.se),
             s.v_scale, math.log1p(w.macs), math.log1p(w.dense_macs), math.log1p(w.dw_macs), math.log1p(w.mm_macs),
             math.log1p(w.elems), math.log1p(w.attn_elems), math.log1p(w.params),
-        ])
-    return np.asarray(rows, float).reshape(len(rows), len(_FEATURES))
+        ] + ([math.log(_effective_heads(s)), math.log(s.cin / _effective_heads(s))] if heads else []))
+    return np.asarray(rows, float).reshape(len(rows), len(_FEATURES) + (len(_HEAD_FEATURES) if heads else 0))
 
 
 def _work_matrix(works: Sequence[Work]) -> np.ndarray:
@@ -144,9 +153,9 @@ class BlockRegressor(BaseEstimator):
 
     # -- fitting one kind
     def _fit_kind(self, kind: str, specs, works, y) -> dict[str, Any]:
-        X = _features(specs, works)
+        X = _features(specs, works, self.heads_)
         ly = np.log(y)
-        st: dict[str, Any] = {"kind": kind}
+        st: dict[str, Any] = {"kind": kind, "heads": self.heads_}
         if kind in ("rate", "hybrid"):
             st["rates"] = _nnls_rates(_work_matrix(works), y)
             if kind == "rate":
@@ -181,7 +190,7 @@ class BlockRegressor(BaseEstimator):
         kind = st["kind"]
         if kind == "rate":
             return np.maximum(_work_matrix(works) @ st["rates"], 1e-9)
-        X = _features(specs, works)
+        X = _features(specs, works, st.get("heads", False))
         if kind == "ridge":
             Z = _poly2((X - st["mu"]) / st["sd"], st["degree"])
             return np.exp(Z @ st["coef"] + st["intercept"])
@@ -196,6 +205,9 @@ class BlockRegressor(BaseEstimator):
         if len(specs) != len(y) or not len(y) or not np.all(np.isfinite(y)) or np.any(y <= 0):
             raise ValueError(f"y: expected {len(specs)} finite latencies > 0, got {len(y)}")
         works = [block_work(s) for s in specs]
+        # In nn-Meter's tables every attention block has C/16 heads, a function of C: a head count is
+        # an input only where the table varies it (a device's own attention blocks, key suffix _h).
+        self.heads_ = self.block_type == "transattn" and any(s.heads for s in specs)
         self.validation_: dict[str, dict[str, float]] = {}
         if self.model == "auto":
             small = len(y) < 40
@@ -274,8 +286,9 @@ class BlockRegressor(BaseEstimator):
         self.ranges_ = {k: [float(a) for a in d["ranges"][k]] for k in RANGE_FEATURES}
         self.validation_ = {k: dict(v) for k, v in d["validation"].items()}
         raw = d["state"]
-        st: dict[str, Any] = {"kind": kind}
-        n_feat = len(_FEATURES)
+        self.heads_ = bool(raw.get("heads", False))
+        st: dict[str, Any] = {"kind": kind, "heads": self.heads_}
+        n_feat = len(_FEATURES) + (len(_HEAD_FEATURES) if self.heads_ else 0)
         if kind in ("rate", "hybrid"):
             st["rates"] = state_array(raw, "rates", ndim=1, size=len(WORK_FIELDS))
         if kind == "ridge":

@@ -143,12 +143,13 @@ class _FirstConv(nn.Module):
 
 
 class _TransAttn(nn.Module):
-    """LeViT-style attention of nn-Meter's ``transformer_attn`` (layer-norm variant); no residual add."""
+    """LeViT-style attention of nn-Meter's ``transformer_attn`` (layer-norm variant); no residual add.
+    ``heads``: 0 for nn-Meter's C/16 heads of dim 16; else that many heads of dim C/heads (a key's ``_h``)."""
 
-    def __init__(self, hw: int, c: int, v_scale: float):
+    def __init__(self, hw: int, c: int, v_scale: float, heads: int = 0):
         super().__init__()
-        d = NNMETER_HEAD_DIM
-        self.heads = max(c // d, 1)
+        d = c // heads if heads else NNMETER_HEAD_DIM
+        self.heads = heads or max(c // d, 1)
         self.d, self.vd = d, int(d * v_scale)
         self.n = hw * hw
         self.norm = nn.LayerNorm(c, eps=1e-5)
@@ -209,7 +210,7 @@ def build_block(spec: BlockSpec | str) -> nn.Module:
     elif s.type == "transds":
         m = _Tokens2Map(s.hw, _DSConv(s.hw, s.cin, s.cout, s.expansion, s.stride, 3, True))
     elif s.type == "transattn":
-        m = _TransAttn(s.hw, s.cin, s.v_scale)
+        m = _TransAttn(s.hw, s.cin, s.v_scale, s.heads)
     elif s.type == "transffn":
         m = _TransFFN(s.cin, s.expansion)
     elif s.type == "mbpool":
