@@ -261,6 +261,10 @@ def test_heads_change_only_the_score_work_of_an_attention_block():
     assert block_work(parse_key(key)) == two
     with pytest.raises(KeyFormatError, match="heads=3 must divide C=128"):
         parse_key("transattn_64_128_hard_swish_1_ln_h3")
+    # EdgeViT's attention has no position bias: one pass fewer over the scores, the same MACs
+    bare = parse_key(key + "_nopos")
+    assert not bare.pos_bias and bare.heads == 2 and bare.key() == key + "_nopos"
+    assert block_work(bare).attn_elems == pytest.approx(two.attn_elems * 4 / 5) and block_work(bare).macs == two.macs
 
 
 def test_mapping_v2_queries_attention_with_the_candidates_heads_and_prices_it_by_work(tables):
@@ -287,31 +291,40 @@ def test_mapping_v2_queries_attention_with_the_candidates_heads_and_prices_it_by
     assert [p.ms for p in p1.parts if p.part != "attention"] == [p.ms for p in p2.parts if p.part != "attention"]
 
 
-def test_a_table_with_its_own_head_counts_lets_the_data_price_them(tables):
-    """v2 fixes attention to the work-count kind for nn-Meter's tables (C/16 heads everywhere); a
-    device table with its own head counts (``_h`` keys) chooses the kind from its data, with the head
-    count as an input: a runtime whose one-head attention is slow (LiteRT on this project's CPUs) is
-    priced so, where work counts say one head is the cheapest."""
+def test_a_table_with_its_own_attention_blocks_lets_the_data_price_them(tables):
+    """v2 fixes attention to the work-count kind for nn-Meter's tables (C/16 heads and the position
+    bias everywhere); a device table with its own attention blocks (``_h``, ``_nopos`` keys) gets the
+    hybrid, with head count and bias as inputs: a runtime whose one-head attention is slow (LiteRT on
+    this project's CPUs) is priced so, where work counts say one head is the cheapest."""
     from predictors.latency.phone.blocks import BlockSpec, block_work
     from predictors.latency.phone.regressors import RateModel
 
     keys = [k for k in tables["s21"] if k.split("_", 1)[0] in MAPPED_TYPES][::12]
     attn = [parse_key(k) for k in tables["s21"] if k.startswith("transattn_")]
     rate = RateModel(block_types=("transattn",)).fit(attn, [tables["s21"][s.key()] for s in attn])
-    own = [BlockSpec("transattn", hw, c, c, v_scale=1.0, heads=h)
-           for hw in (16, 24, 32, 40, 48, 56, 64) for c in (32, 48, 64, 96) for h in (1, 2)]
-    y_own = rate.predict_work([block_work(s) for s in own]) * np.array([2.0 if s.heads == 1 else 1.0 for s in own])
+    own = [BlockSpec("transattn", hw, c, c, v_scale=1.0, heads=h, pos_bias=b)
+           for hw in (16, 24, 32, 40, 48, 56, 64) for c in (32, 48, 64, 96) for h in (1, 2) for b in (True, False)]
+    y_own = rate.predict_work([block_work(dataclasses.replace(s, pos_bias=True)) for s in own])
+    y_own = y_own * np.array([(2.0 if s.heads == 1 else 1.0) * (1.0 if s.pos_bias else 0.7) for s in own])
     blocks = keys + [s.key() for s in own]
     y = [tables["s21"][k] for k in keys] + list(y_own)
     pred = PhoneLatencyPredictor("s21", block_types=MAPPED_TYPES, extrapolation=False, refit_full=False,
                                  mapping="v2").fit(blocks, y)
     reg = pred.regressors_["transattn"]
-    assert reg.kind_ != "rate" and reg.heads_
+    assert reg.kind_ == "hybrid" and reg.heads_
     one, two = (BlockSpec("transattn", 44, 80, 80, v_scale=1.0, heads=h) for h in (1, 2))
     p1, p2 = reg.predict([one, two])
     assert p1 / p2 > 1.5 and rate.predict([one])[0] < rate.predict([two])[0]
     back = type(reg).from_dict(json.loads(json.dumps(reg.to_dict())))
-    assert back.heads_ and np.allclose(back.predict([one, two]), [p1, p2])
+    assert back.heads_ and back.nopos_ and np.allclose(back.predict([one, two]), [p1, p2])
+    # a table that never measured attention without the position bias (every phone table) prices
+    # EdgeViT's bias-free query as the block it holds: the phones' figures do not move
+    phone = PhoneLatencyPredictor("s21", block_types=MAPPED_TYPES, extrapolation=False, refit_full=False,
+                                  mapping="v2").fit(keys, [tables["s21"][k] for k in keys]).regressors_["transattn"]
+    bare = dataclasses.replace(two, pos_bias=False)
+    assert not phone.nopos_ and phone.predict([bare])[0] == phone.predict([two])[0]
+    # ... while a table that measured both prices the bias
+    assert reg.nopos_ and reg.predict([bare])[0] / p2 < 0.85
 
 
 def test_weight_traffic_adds_one_network_part_of_its_measured_cost(s21):

@@ -14,6 +14,7 @@ from predictors.latency.phone.transfer import DEFAULT_QUOTA, TRANSFER_METHODS, B
 
 KEYS = ["firstconv_224_3_16_2_3", "conv_56_24_24_4_1_hard_swish_5_nose", "conv_48_16_32_6_2_hard_swish_3_se",
         "transds_28_32_64_2_4", "transattn_14_96_hard_swish_2_ln", "transattn_14_96_hard_swish_1_ln_h2",
+        "transattn_14_96_hard_swish_1_ln_h2_nopos",
         "transffn_14_96_3_hard_swish_ln",
         "mbpool_7_160_1984_6_hard_swish"]
 

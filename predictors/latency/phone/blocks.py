@@ -16,7 +16,9 @@ branch's build scripts (``examples/test_transformer/build_lut/build_lut.py`` and
   C/16 heads, value dim 16v), h-swish, Q K^T, relative-position bias, softmax, A V, h-swish, output
   Linear vC -> C on hw*hw tokens. No residual add. Our own extension (not in nn-Meter's tables): a
   suffix ``_h{heads}`` for a head count other than C/16, head dim C/heads (value dim v C/heads), so
-  a device's table can measure the fewer, wider heads EdgeViT uses (:attr:`BlockSpec.heads`).
+  a device's table can measure the fewer, wider heads EdgeViT uses (:attr:`BlockSpec.heads`), and
+  ``_nopos`` for the block without the relative-position bias, which EdgeViT's attention does not
+  have (:attr:`BlockSpec.pos_bias`).
 - ``transffn_{hw}_{C}_{e}_{act}_ln``: LayerNorm, Linear C -> eC, h-swish, Linear eC -> C, residual add.
 - ``mbpool_{hw}_{cin}_{cout}_{e}_{act}``: 1x1 expand to e*cin, h-swish, global pool, 1x1 to 1984,
   Linear 1984 -> 1000.
@@ -63,6 +65,9 @@ class BlockSpec:
     #: tensor, heads x N^2, which dominates at thousands of tokens. Part of the key (``_h{heads}``)
     #: only where it differs from C/16: nn-Meter's keys never carry it.
     heads: int = 0
+    #: transattn only: nn-Meter's relative-position bias, a heads x N x N constant added to the scores
+    #: (every table key has it; EdgeViT's attention has none: key suffix ``_nopos`` without it).
+    pos_bias: bool = True
 
     @property
     def tokens(self) -> int:
@@ -86,7 +91,7 @@ class BlockSpec:
         if self.type == "transattn":
             own = self.heads and self.heads != max(self.cin // NNMETER_HEAD_DIM, 1)
             return (f"transattn_{self.hw}_{self.cin}_{self.act}_{format_number(self.v_scale)}_ln"
-                    + (f"_h{self.heads}" if own else ""))
+                    + (f"_h{self.heads}" if own else "") + ("" if self.pos_bias else "_nopos"))
         if self.type == "transffn":
             return f"transffn_{self.hw}_{self.cin}_{e}_{self.act}_ln"
         if self.type == "mbpool":
@@ -104,7 +109,7 @@ _KEY_RE: dict[str, re.Pattern[str]] = {
     "firstconv": re.compile(rf"firstconv_{_I}_{_I}_{_I}_{_I}_{_I}"),
     "conv": re.compile(rf"conv_{_I}_{_I}_{_I}_{_I}_{_I}_{_ACT}_{_I}_(se|nose)"),
     "transds": re.compile(rf"transds_{_I}_{_I}_{_I}_{_I}_{_I}"),
-    "transattn": re.compile(rf"transattn_{_I}_{_I}_{_ACT}_{_I}_ln(?:_h{_I})?"),
+    "transattn": re.compile(rf"transattn_{_I}_{_I}_{_ACT}_{_I}_ln(?:_h{_I})?(_nopos)?"),
     "transffn": re.compile(rf"transffn_{_I}_{_I}_{_I}_{_ACT}_ln"),
     "mbpool": re.compile(rf"mbpool_{_I}_{_I}_{_I}_{_I}_{_ACT}"),
 }
@@ -112,7 +117,7 @@ _KEY_FORMATS = {
     "firstconv": "firstconv_{hw}_{cin}_{cout}_{stride}_{k}",
     "conv": "conv_{hw}_{cin}_{cout}_{expansion}_{stride}_{act}_{k}_{se|nose}",
     "transds": "transds_{hw}_{cin}_{cout}_{stride}_{ds_expansion}",
-    "transattn": "transattn_{hw}_{C}_{act}_{v_scale}_ln[_h{heads}]",
+    "transattn": "transattn_{hw}_{C}_{act}_{v_scale}_ln[_h{heads}][_nopos]",
     "transffn": "transffn_{hw}_{C}_{expansion}_{act}_ln",
     "mbpool": "mbpool_{hw}_{cin}_{cout}_{expansion}_{act}",
 }
@@ -141,7 +146,8 @@ def parse_key(key: str) -> BlockSpec:
         heads = int(g[4]) if g[4] else 0
         if g[4] and (heads < 1 or int(g[1]) % heads):
             raise KeyFormatError(f"key={key!r}: heads={heads} must divide C={g[1]}; allowed: a divisor of C")
-        return BlockSpec("transattn", int(g[0]), int(g[1]), int(g[1]), act=g[2], v_scale=int(g[3]), heads=heads)
+        return BlockSpec("transattn", int(g[0]), int(g[1]), int(g[1]), act=g[2], v_scale=int(g[3]), heads=heads,
+                         pos_bias=not g[5])
     if btype == "transffn":
         return BlockSpec("transffn", int(g[0]), int(g[1]), int(g[1]), expansion=int(g[2]), act=g[3])
     hw, cin, cout, e = map(int, g[:4])
@@ -281,7 +287,7 @@ def block_work(spec: BlockSpec) -> Work:
         a.elem(n * qkv)  # h-swish
         a.elem(n * qkv)  # transpose
         a.mm(heads * n * n * hd, 2 * n * qk, heads * n * n)
-        a.scores(heads * n * n, passes=5)  # scale, position bias, softmax (3 passes)
+        a.scores(heads * n * n, passes=5 if spec.pos_bias else 4)  # scale, position bias, softmax (3 passes)
         a.mm(heads * n * n * hd * v, heads * n * n + n * vd, n * vd)
         a.elem(n * vd)  # transpose
         a.elem(n * vd)  # h-swish

@@ -146,7 +146,8 @@ def neighbour_keys(keys: Sequence[str], queries: Sequence[object], n: int,
 def attention_extension_keys(queries: Sequence[object], n: int, weights: Sequence[float] | None = None,
                              exclude: Sequence[str] = ()) -> list[str]:
     """``n`` attention blocks exactly as a design set of candidates queries them -- own head count
-    (key suffix ``_h``), v_scale 1, any side -- shared among the queried sides in proportion to the
+    (key suffix ``_h``), v_scale 1, any side, and (mapping v2) without nn-Meter's position bias
+    (``_nopos``), as EdgeViT runs it -- shared among the queried sides in proportion to the
     weight each side's queries carry (highest averages), the heaviest first within a side.
 
     Why: nn-Meter's attention blocks all have C/16 heads, v_scale 2..4 and at most 32 x 32 tokens,

@@ -51,7 +51,8 @@ from typing import Any
 
 from .blocks import NNMETER_HEAD_DIM, BlockSpec, Work, block_work, format_number, op_work
 
-__all__ = ["PROVENANCES", "RATE", "HEADS_TOLERANCE", "MAPPINGS", "DEFAULT_MAPPING", "BLOCK_KINDS", "MappedPart",
+__all__ = ["PROVENANCES", "RATE", "HEADS_TOLERANCE", "MAPPINGS", "DEFAULT_MAPPING", "BLOCK_KINDS", "OWN_ATTENTION_KIND",
+           "MappedPart",
            "map_candidate"]
 
 #: ``network``: not a part of any half-block, what a whole network pays beyond its blocks timed alone
@@ -71,12 +72,21 @@ HEADS_TOLERANCE = 0.25
 #: ``v2`` is the default since it beat ``v1`` on two CPUs, each with its own block table and the same
 #: 72 networks (bench/RESULTS.md, phone_validation: AMD EPYC 59.7% within 10% / tau 0.897 against
 #: 52.8% / 0.870; Intel Xeon 45.8% / 0.869 against 36.1% / 0.838). ``mapping="v1"`` keeps the old one.
+#: Since the ninth round v2 also queries attention without nn-Meter's position bias (EdgeViT has
+#: none: :attr:`BlockSpec.pos_bias`); a table that never measured it without prices it with it, so
+#: every phone's figures are unchanged.
 MAPPINGS: tuple[str, ...] = ("v1", "v2")
 DEFAULT_MAPPING = "v2"
 #: Regressor kind a mapping version fixes per block type (others: the predictor's ``model``, ``auto``).
-#: v2's ``rate`` for attention holds for tables whose attention blocks all have C/16 heads (every
-#: phone table); a table with its own head counts chooses (``PhoneLatencyPredictor._kind``).
+#: v2's ``rate`` for attention holds for tables whose attention blocks are all nn-Meter's (C/16 heads,
+#: position bias: every phone table); a table with its own gets :data:`OWN_ATTENTION_KIND`.
 BLOCK_KINDS: dict[str, dict[str, str]] = {"v1": {}, "v2": {"transattn": "rate"}}
+#: v2's attention kind for a table with attention blocks of its own (``_h``, ``_nopos`` keys): the
+#: work counts times a learned residual on shape, head count and bias. Work counts alone cannot price
+#: a runtime whose one-head attention is lowered to another op (LiteRT: 1.7-1.9x slower than two heads
+#: at 4,096 tokens), and the inner selection flipped between rate and hybrid on two measurements of
+#: the same 24 keys (bench/RESULTS.md, phone_validation, ninth round).
+OWN_ATTENTION_KIND = "hybrid"
 
 
 @dataclass(frozen=True)
@@ -179,7 +189,8 @@ def map_candidate(cfg, mapping: str = DEFAULT_MAPPING) -> list[MappedPart]:
                 att = [g[p + n] for n in ("norm1", "attn.qkv", "attn.core", "attn.proj")]
                 nn_heads = max(c // NNMETER_HEAD_DIM, 1)
                 heads = st.heads
-                spec = BlockSpec("transattn", side // r, c, c, v_scale=1.0, heads=heads if mapping == "v2" else 0)
+                v2 = mapping == "v2"  # the candidate's own heads, and no position bias (EdgeViT has none)
+                spec = BlockSpec("transattn", side // r, c, c, v_scale=1.0, heads=heads if v2 else 0, pos_bias=not v2)
                 match = abs(heads / nn_heads - 1.0) <= HEADS_TOLERANCE
                 parts.append(MappedPart(
                     hb, "attention", "direct" if match else "approximate", "transattn", tuple(o.name for o in att),

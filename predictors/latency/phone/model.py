@@ -33,7 +33,7 @@ from search_space.files import FileFormatError, read_json, write_json
 from ...base import LatencyEstimator, ModelFileError, check_configs, check_targets, fitted, register, state_number
 from ...metrics import regression_metrics
 from .blocks import BLOCK_TYPES, IGNORED_KEYS, BlockSpec, block_work, format_number, parse_key
-from .mapping import BLOCK_KINDS, DEFAULT_MAPPING, PROVENANCES, map_candidate
+from .mapping import BLOCK_KINDS, DEFAULT_MAPPING, OWN_ATTENTION_KIND, PROVENANCES, map_candidate
 from .regressors import EXTRAPOLATION_SPLITS, BlockRegressor, RateModel, extrapolation_split, feature_value, random_split
 from .tables import check_device, load_table
 
@@ -161,13 +161,14 @@ class PhoneLatencyPredictor(LatencyEstimator):
         """The regressor kind for ``btype``: the one the mapping version fixes, else ``model``.
 
         v2 fixes attention to the work-count kind because nn-Meter's attention blocks (C/16 heads
-        each) cannot identify the split between score and matmul work; a table that measured
-        attention with its own head counts (key suffix ``_h``) can, and its kind is chosen from its
-        data as any other type's (on this project's Intel Xeon, LiteRT ran one-head attention at
-        4,096 tokens 1.8-2x slower than two heads of the same width: bench/RESULTS.md, ninth round)."""
+        each, all with the position bias) cannot identify the split between score and matmul work; a
+        table that measured attention of its own (key suffixes ``_h``, ``_nopos``) can, and gets
+        :data:`~.mapping.OWN_ATTENTION_KIND`, which learns what work counts miss (on this project's
+        Intel Xeon, LiteRT ran one-head attention at 4,096 tokens 1.7-1.9x slower than two heads of
+        the same width: bench/RESULTS.md, ninth round)."""
         fixed = BLOCK_KINDS.get(self.mapping, {}).get(btype)
-        if fixed and btype == "transattn" and any(s.heads for s in specs):
-            return self.model
+        if fixed and btype == "transattn" and any(s.heads or not s.pos_bias for s in specs):
+            return OWN_ATTENTION_KIND
         return fixed or self.model
 
     def fit(self, blocks: Sequence[BlockSpec | str], y: Sequence[float]) -> "PhoneLatencyPredictor":

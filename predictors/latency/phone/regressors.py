@@ -26,6 +26,7 @@ smallest), then refits the chosen kind on every row.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -82,8 +83,8 @@ _FEATURES = ("log_hw", "log_cin", "log_cout", "expansion", "stride", "kernel", "
              "log_macs", "log_dense", "log_dw", "log_mm", "log_elems", "log_attn", "log_params")
 
 
-#: Columns appended for attention blocks when a table varies the head count (:attr:`BlockRegressor.heads_`).
-_HEAD_FEATURES = ("log_heads", "log_head_dim")
+#: Columns appended for attention blocks when a table has its own (:attr:`BlockRegressor.heads_`).
+_HEAD_FEATURES = ("log_heads", "log_head_dim", "pos_bias")
 
 
 def _effective_heads(s: BlockSpec) -> int:
@@ -98,7 +99,7 @@ def _features(specs: Sequence[BlockSpec], works: Sequence[Work], heads: bool = F
             math.log(s.hw), math.log(s.cin), math.log(s.cout), s.expansion, s.stride, s.kernel, float(s.se),
             s.v_scale, math.log1p(w.macs), math.log1p(w.dense_macs), math.log1p(w.dw_macs), math.log1p(w.mm_macs),
             math.log1p(w.elems), math.log1p(w.attn_elems), math.log1p(w.params),
-        ] + ([math.log(_effective_heads(s)), math.log(s.cin / _effective_heads(s))] if heads else []))
+        ] + ([math.log(_effective_heads(s)), math.log(s.cin / _effective_heads(s)), float(s.pos_bias)] if heads else []))
     return np.asarray(rows, float).reshape(len(rows), len(_FEATURES) + (len(_HEAD_FEATURES) if heads else 0))
 
 
@@ -155,7 +156,7 @@ class BlockRegressor(BaseEstimator):
     def _fit_kind(self, kind: str, specs, works, y) -> dict[str, Any]:
         X = _features(specs, works, self.heads_)
         ly = np.log(y)
-        st: dict[str, Any] = {"kind": kind, "heads": self.heads_}
+        st: dict[str, Any] = {"kind": kind, "heads": self.heads_, "nopos": self.nopos_}
         if kind in ("rate", "hybrid"):
             st["rates"] = _nnls_rates(_work_matrix(works), y)
             if kind == "rate":
@@ -205,9 +206,11 @@ class BlockRegressor(BaseEstimator):
         if len(specs) != len(y) or not len(y) or not np.all(np.isfinite(y)) or np.any(y <= 0):
             raise ValueError(f"y: expected {len(specs)} finite latencies > 0, got {len(y)}")
         works = [block_work(s) for s in specs]
-        # In nn-Meter's tables every attention block has C/16 heads, a function of C: a head count is
-        # an input only where the table varies it (a device's own attention blocks, key suffix _h).
-        self.heads_ = self.block_type == "transattn" and any(s.heads for s in specs)
+        # In nn-Meter's tables every attention block has C/16 heads (a function of C) and the position
+        # bias: head count and bias are inputs only where the table varies them (a device's own
+        # attention blocks, key suffixes _h and _nopos).
+        self.heads_ = self.block_type == "transattn" and any(s.heads or not s.pos_bias for s in specs)
+        self.nopos_ = self.block_type == "transattn" and any(not s.pos_bias for s in specs)
         self.validation_: dict[str, dict[str, float]] = {}
         if self.model == "auto":
             small = len(y) < 40
@@ -243,7 +246,9 @@ class BlockRegressor(BaseEstimator):
         return self
 
     def predict(self, specs: Sequence[BlockSpec]) -> np.ndarray:
-        specs = list(specs)
+        """ms per block; an attention query without the position bias is priced with it where the table
+        never measured one without (every phone table): the block the table holds, as before ``_nopos``."""
+        specs = [s if s.pos_bias or self.nopos_ else replace(s, pos_bias=True) for s in specs]
         if not specs:
             return np.zeros(0)
         return self._predict_state(self.state_, specs, [block_work(s) for s in specs])
@@ -287,6 +292,7 @@ class BlockRegressor(BaseEstimator):
         self.validation_ = {k: dict(v) for k, v in d["validation"].items()}
         raw = d["state"]
         self.heads_ = bool(raw.get("heads", False))
+        self.nopos_ = bool(raw.get("nopos", False))
         st: dict[str, Any] = {"kind": kind, "heads": self.heads_}
         n_feat = len(_FEATURES) + (len(_HEAD_FEATURES) if self.heads_ else 0)
         if kind in ("rate", "hybrid"):

@@ -144,9 +144,10 @@ class _FirstConv(nn.Module):
 
 class _TransAttn(nn.Module):
     """LeViT-style attention of nn-Meter's ``transformer_attn`` (layer-norm variant); no residual add.
-    ``heads``: 0 for nn-Meter's C/16 heads of dim 16; else that many heads of dim C/heads (a key's ``_h``)."""
+    ``heads``: 0 for nn-Meter's C/16 heads of dim 16; else that many heads of dim C/heads (a key's ``_h``);
+    ``pos_bias``: False for a key's ``_nopos`` (EdgeViT's attention has no position bias)."""
 
-    def __init__(self, hw: int, c: int, v_scale: float, heads: int = 0):
+    def __init__(self, hw: int, c: int, v_scale: float, heads: int = 0, pos_bias: bool = True):
         super().__init__()
         d = c // heads if heads else NNMETER_HEAD_DIM
         self.heads = heads or max(c // d, 1)
@@ -154,7 +155,8 @@ class _TransAttn(nn.Module):
         self.n = hw * hw
         self.norm = nn.LayerNorm(c, eps=1e-5)
         self.qkv = nn.Linear(c, self.heads * (2 * d + self.vd), bias=False)
-        self.register_buffer("pos", torch.randn(self.heads, self.n, self.n) * 0.02)
+        # nn-Meter's relative-position bias: a constant [heads, N, N] added to the scores (``_nopos``: none)
+        self.register_buffer("pos", torch.randn(self.heads, self.n, self.n) * 0.02 if pos_bias else None)
         self.out = nn.Linear(self.heads * self.vd, c, bias=False)
         self.act = nn.Hardswish()
 
@@ -162,7 +164,9 @@ class _TransAttn(nn.Module):
         b, n, _ = x.shape
         qkv = self.act(self.qkv(self.norm(x))).reshape(b, n, self.heads, -1).transpose(1, 2)
         q, k, v = torch.split(qkv, [self.d, self.d, self.vd], dim=-1)
-        a = (q @ k.transpose(-2, -1)) / math.sqrt(self.d) + self.pos
+        a = (q @ k.transpose(-2, -1)) / math.sqrt(self.d)
+        if self.pos is not None:
+            a = a + self.pos
         y = a.softmax(dim=-1) @ v
         y = self.act(y.transpose(1, 2).reshape(b, n, self.heads * self.vd))
         return self.out(y)
@@ -210,7 +214,7 @@ def build_block(spec: BlockSpec | str) -> nn.Module:
     elif s.type == "transds":
         m = _Tokens2Map(s.hw, _DSConv(s.hw, s.cin, s.cout, s.expansion, s.stride, 3, True))
     elif s.type == "transattn":
-        m = _TransAttn(s.hw, s.cin, s.v_scale, s.heads)
+        m = _TransAttn(s.hw, s.cin, s.v_scale, s.heads, s.pos_bias)
     elif s.type == "transffn":
         m = _TransFFN(s.cin, s.expansion)
     elif s.type == "mbpool":
