@@ -506,29 +506,23 @@ def extend(farm, profile, table: dict, args) -> dict:
         ext_table.update({k: v / factor for k, v in new.items()})
         out["kernel"] = {"kernel": args.extend_kernel, "keys": sorted(new), "failed": inf["failed"],
                          "disturbed": inf["disturbed"]}
-    if dense:
-        print(f"[1b] {len(dense)} blocks nearest the queries of {args.densify_design} design networks "
-              f"(seed {args.densify_seed}): the density a phone's table has where EdgeViT queries it", flush=True)
+    design = {"n": args.densify_design, "seed": args.densify_seed}
+    for name, keys, what in (
+            ("dense", dense, "blocks nearest the queries of {n} design networks (seed {seed}): the density a "
+                             "phone's table has where EdgeViT queries it"),
+            ("attention", attn, "attention blocks as {n} design networks (seed {seed}) query them: own head "
+                                "count, no position bias, v_scale 1, sides beyond nn-Meter's 32")):
+        if not keys:
+            continue
+        print(f"[1b] {len(keys)} " + what.format(**design), flush=True)
 
         def progress(key, m, i, n):
-            if i % 25 == 0 or m.status != "ok":
+            if i % 25 == 0 or m.status != "ok" or name == "attention":  # attention blocks: slow, each shown
                 print(f"  block {i}/{n} {key}: {m.status}", flush=True)
 
-        new, inf = measure_block_table(farm, profile, dense, on_result=progress)
+        new, inf = measure_block_table(farm, profile, keys, on_result=progress)
         ext_table.update({k: v / factor for k, v in new.items()})
-        out["dense"] = {"keys": sorted(new), "failed": inf["failed"], "disturbed": inf["disturbed"],
-                        "design": {"n": args.densify_design, "seed": args.densify_seed}}
-    if attn:
-        print(f"[1b] {len(attn)} attention blocks as {args.densify_design} design networks (seed {args.densify_seed}) "
-              "query them: own head count, v_scale 1, sides beyond nn-Meter's 32", flush=True)
-
-        def progress_a(key, m, i, n):
-            print(f"  block {i}/{n} {key}: {m.status}", flush=True)
-
-        new, inf = measure_block_table(farm, profile, attn, on_result=progress_a)
-        ext_table.update({k: v / factor for k, v in new.items()})
-        out["attention"] = {"keys": sorted(new), "failed": inf["failed"], "disturbed": inf["disturbed"],
-                            "design": {"n": args.densify_design, "seed": args.densify_seed}}
+        out[name] = {"keys": sorted(new), "failed": inf["failed"], "disturbed": inf["disturbed"], "design": design}
     if args.weights:
         w = measure_weight_traffic(farm, profile)
         w["ms_per_mb_table_unit"] = w["ms_per_mb"] / factor

@@ -74,6 +74,11 @@ class BlockSpec:
         return self.hw * self.hw
 
     @property
+    def attention_heads(self) -> int:
+        """transattn: the head count the block runs (its own, else nn-Meter's C/16)."""
+        return self.heads or max(self.cin // NNMETER_HEAD_DIM, 1)
+
+    @property
     def channels(self) -> int:
         """The channel count the extrapolation split uses (cin for mbpool, whose cout is fixed)."""
         return self.cin if self.type == "mbpool" else max(self.cin, self.cout)
@@ -89,7 +94,7 @@ class BlockSpec:
         if self.type == "transds":
             return f"transds_{self.hw}_{self.cin}_{self.cout}_{self.stride}_{e}"
         if self.type == "transattn":
-            own = self.heads and self.heads != max(self.cin // NNMETER_HEAD_DIM, 1)
+            own = self.heads and self.heads != max(self.cin // NNMETER_HEAD_DIM, 1)  # not C/16
             return (f"transattn_{self.hw}_{self.cin}_{self.act}_{format_number(self.v_scale)}_ln"
                     + (f"_h{self.heads}" if own else "") + ("" if self.pos_bias else "_nopos"))
         if self.type == "transffn":
@@ -277,7 +282,7 @@ def block_work(spec: BlockSpec) -> Work:
         _mbconv(a, hw, spec.cin, spec.cout, spec.expansion, spec.stride, spec.kernel, spec.se)
     elif t == "transattn":
         c, v = spec.cin, spec.v_scale
-        heads = spec.heads or max(c // NNMETER_HEAD_DIM, 1)
+        heads = spec.attention_heads
         hd = c / spec.heads if spec.heads else NNMETER_HEAD_DIM  # head dim: the query's own when it has heads
         qk = hd * heads
         vd = qk * v

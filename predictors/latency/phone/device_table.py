@@ -30,7 +30,8 @@ from .blocks import BLOCK_TYPES, parse_key
 from .torch_blocks import BlockNetwork, NullNetwork, WeightStreamNetwork
 
 __all__ = ["DEFAULT_PER_TYPE", "WEIGHT_STREAM_DEPTHS", "quota", "stratified_keys", "latency_of", "measure_block_table",
-           "measure_weight_traffic", "kernel_extension_keys", "attention_extension_keys", "neighbour_keys", "stored_row", "write_table", "read_table"]
+           "measure_weight_traffic", "kernel_extension_keys", "attention_extension_keys", "neighbour_keys", "stored_row",
+           "write_table", "read_table"]
 
 #: Keys per block type: every firstconv (12 in the tables), most mbpool, 50 of the large types.
 DEFAULT_PER_TYPE: dict[str, int] = {"firstconv": 12, "conv": 50, "transds": 50, "transattn": 50, "transffn": 50,

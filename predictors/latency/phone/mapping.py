@@ -52,8 +52,7 @@ from typing import Any
 from .blocks import NNMETER_HEAD_DIM, BlockSpec, Work, block_work, format_number, op_work
 
 __all__ = ["PROVENANCES", "RATE", "HEADS_TOLERANCE", "MAPPINGS", "DEFAULT_MAPPING", "BLOCK_KINDS", "OWN_ATTENTION_KIND",
-           "MappedPart",
-           "map_candidate"]
+           "MappedPart", "map_candidate"]
 
 #: ``network``: not a part of any half-block, what a whole network pays beyond its blocks timed alone
 #: (the weight traffic of :class:`~.model.PhoneLatencyPredictor`; absent unless the device measured it).

@@ -38,7 +38,7 @@ from sklearn.linear_model import Ridge
 from ...base import ModelFileError, state_array
 from ...metrics import regression_metrics
 from ..trees import TreeEnsemble
-from .blocks import BLOCK_TYPES, NNMETER_HEAD_DIM, WORK_FIELDS, BlockSpec, Work, block_work
+from .blocks import BLOCK_TYPES, WORK_FIELDS, BlockSpec, Work, block_work
 
 __all__ = ["random_split", "extrapolation_split", "EXTRAPOLATION_SPLITS", "RANGE_FEATURES", "feature_value",
            "MODEL_KINDS", "BlockRegressor", "RateModel"]
@@ -87,19 +87,15 @@ _FEATURES = ("log_hw", "log_cin", "log_cout", "expansion", "stride", "kernel", "
 _HEAD_FEATURES = ("log_heads", "log_head_dim", "pos_bias")
 
 
-def _effective_heads(s: BlockSpec) -> int:
-    return s.heads or max(s.cin // NNMETER_HEAD_DIM, 1)
-
-
 def _features(specs: Sequence[BlockSpec], works: Sequence[Work], heads: bool = False) -> np.ndarray:
-    """The regressors' inputs; ``heads``: with :data:`_HEAD_FEATURES` (a table with its own head counts)."""
+    """The regressors' inputs; ``heads``: with :data:`_HEAD_FEATURES` (a table with attention of its own)."""
     rows = []
     for s, w in zip(specs, works):
         rows.append([
             math.log(s.hw), math.log(s.cin), math.log(s.cout), s.expansion, s.stride, s.kernel, float(s.se),
             s.v_scale, math.log1p(w.macs), math.log1p(w.dense_macs), math.log1p(w.dw_macs), math.log1p(w.mm_macs),
             math.log1p(w.elems), math.log1p(w.attn_elems), math.log1p(w.params),
-        ] + ([math.log(_effective_heads(s)), math.log(s.cin / _effective_heads(s)), float(s.pos_bias)] if heads else []))
+        ] + ([math.log(s.attention_heads), math.log(s.cin / s.attention_heads), float(s.pos_bias)] if heads else []))
     return np.asarray(rows, float).reshape(len(rows), len(_FEATURES) + (len(_HEAD_FEATURES) if heads else 0))
 
 
@@ -293,7 +289,7 @@ class BlockRegressor(BaseEstimator):
         raw = d["state"]
         self.heads_ = bool(raw.get("heads", False))
         self.nopos_ = bool(raw.get("nopos", False))
-        st: dict[str, Any] = {"kind": kind, "heads": self.heads_}
+        st: dict[str, Any] = {"kind": kind, "heads": self.heads_, "nopos": self.nopos_}
         n_feat = len(_FEATURES) + (len(_HEAD_FEATURES) if self.heads_ else 0)
         if kind in ("rate", "hybrid"):
             st["rates"] = state_array(raw, "rates", ndim=1, size=len(WORK_FIELDS))
