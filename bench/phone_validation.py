@@ -389,12 +389,13 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
     if run.get("extension") and not table_path:  # the run's extended table and weight traffic
         ext = dict(run["extension"], table=read_table(RESULTS.parent.parent / run["extension"]["table_path"]))
     later = []
-    for extension in extensions or []:
+    runs = [x.stem.split("extension_")[-1] for x in extensions or []]  # each extension run's tag
+    for extension, run_tag in zip(extensions or [], runs):
         e = json.loads(extension.read_text())
         if e["device"] != device:
             raise SystemExit(f"--extension: {extension} measured {e['device']}, {path} measured {device}")
         later.append(dict(e["extension"], table=read_table(RESULTS.parent.parent / e["extension"]["table_path"]),
-                          run=extension.stem.split("extension_")[-1]))
+                          run=run_tag))
     if extensions:
         out["extension"] = [str(x) for x in extensions]
     vs = variants(mappings, table, ext, *later)
@@ -429,7 +430,7 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
     # named by the run's tag, or else by the recorded file's own name, so two untagged runs never share a file
     own = was.tag or path.stem.removeprefix("phone_validation").strip("_")
     write_result("phone_validation_recorded" + (f"_{own}" if own else "") + ("_cross" if table_path else "")
-                 + ("_repeat" if repeat else "") + "".join(f"_{x.stem.split('extension_')[-1]}" for x in extensions or []),
+                 + ("_repeat" if repeat else "") + "".join(f"_{r}" for r in runs),
                  out)
 
 
@@ -439,21 +440,6 @@ def design_queries(device: str, table: dict, seed: int, n_design: int, judged: s
     design = [c for c in ss.DEFAULT_SPACE.sample_random(n_design, seed=seed) if c.arch_id not in judged]
     queries = [p.spec for c in design for p in map_candidate(c) if p.spec is not None]
     return queries, PhoneLatencyPredictor(device).fit(list(table), list(table.values())).predict_blocks(queries)
-
-
-def densify_keys(device: str, table: dict, n: int, seed: int, n_design: int, judged: set[str]) -> list[str]:
-    """The ``n`` nn-Meter keys (s21's key set, conv also at kernels beyond it) nearest the design
-    queries (:func:`design_queries`), weighted by their predicted time, not already in ``table``
-    (:func:`neighbour_keys`)."""
-    queries, weights = design_queries(device, table, seed, n_design, judged)
-    return neighbour_keys(list(load_table("s21")), queries, n, weights=weights, exclude=list(table))
-
-
-def attention_keys(device: str, table: dict, n: int, seed: int, n_design: int, judged: set[str]) -> list[str]:
-    """The ``n`` attention blocks the design queries (:func:`design_queries`) ask for, with their own
-    head count, v_scale and side, not already in ``table`` (:func:`attention_extension_keys`)."""
-    queries, weights = design_queries(device, table, seed, n_design, judged)
-    return attention_extension_keys(queries, n, weights=weights, exclude=list(table))
 
 
 def extend(farm, profile, table: dict, args) -> dict:
@@ -470,11 +456,13 @@ def extend(farm, profile, table: dict, args) -> dict:
     factor = 1.0
     dense: list[str] = []
     attn: list[str] = []
-    judged = {c.arch_id for _, c in networks(args.random, args.held_out, args.seed)}
-    if args.densify:
-        dense = densify_keys(args.device, table, args.densify, args.densify_seed, args.densify_design, judged)
-    if args.extend_attention:
-        attn = attention_keys(args.device, table, args.extend_attention, args.densify_seed, args.densify_design, judged)
+    if args.densify or args.extend_attention:  # one design set (and one fit) for both
+        judged = {c.arch_id for _, c in networks(args.random, args.held_out, args.seed)}
+        queries, weights = design_queries(args.device, table, args.densify_seed, args.densify_design, judged)
+        # the nn-Meter keys (s21's key set, conv also at kernels beyond it) nearest the queries, and the
+        # attention blocks exactly as queried; neither already in the table
+        dense = neighbour_keys(list(load_table("s21")), queries, args.densify, weights=weights, exclude=list(table))
+        attn = attention_extension_keys(queries, args.extend_attention, weights=weights, exclude=list(table))
     if args.table:
         new_types = {k.split("_", 1)[0] for k in dense + attn}
         types = sorted(new_types | ({"conv"} if args.extend_kernel or not new_types else set()))
