@@ -46,7 +46,8 @@ from benchlib import setup, write_result
 
 setup()
 from device_farm import MeasurementStore, get_profile  # noqa: E402
-from device_farm.measure import CANDLES, Farm, MeasureProtocol, normalised_ms, onnx_path_for  # noqa: E402
+from device_farm.measure import (  # noqa: E402
+    CANDLES, LOW_QUANTILES, Farm, MeasureProtocol, normalised_ms, onnx_path_for)
 from search_space import PRESETS  # noqa: E402
 from search_space.held_out import held_out_set, official_like  # noqa: E402
 
@@ -79,7 +80,8 @@ def run_pass(work: Path, k: int, n: int, seed: int, protocols: list[str], which:
                 "status": m.status, "median_ms": m.median_ms, "norm_ms": m.norm_ms, "candle_ratio": m.candle_ratio,
                 "candle": m.env.get("candle", "candle"), "seconds": time.perf_counter() - t0, "error": m.error,
                 "candle_ratios": m.env.get("candle_ratios"), "reference_candles_ms": refs,
-                "anchor_k": (m.env.get("anchor") or {}).get("k")}
+                "anchor_k": (m.env.get("anchor") or {}).get("k"), "p10_ms": m.p10_ms,
+                **{k: m.env.get(k) for k in LOW_QUANTILES}}
         r = rows[cfg.arch_id]
         print(f"  pass {k} {i + 1:>2}/{len(cfgs)} {cfg.arch_id} "
               + "  ".join(f"{name}: {v['status']} raw {v['median_ms'] or float('nan'):8.3f}" for name, v in r.items())
@@ -142,11 +144,17 @@ def estimates(r: dict) -> dict[str, float]:
         out["all candles, no anchor"] = g
         out["all candles x anchor"] = g * k
         out["candles weighted, no anchor"] = normalised_ms(ratios, refs)  # what the farm stores since issue #13
+    if r.get("p10_ms"):
+        out["raw p10"] = r["p10_ms"]
+    for key, label in (("candle_ratios_p10", "p10, candles weighted"), ("candle_ratios_min", "min, candles weighted")):
+        if r.get(key) and normalised_ms(r[key], refs) is not None:
+            out[label] = normalised_ms(r[key], refs)
     return out
 
 
 VARIANTS = ("nearest, no anchor", "large candle only", "middle candle only", "small + large weighted",
-            "all candles, no anchor", "candles weighted, no anchor", "all candles x anchor")
+            "all candles, no anchor", "candles weighted, no anchor", "all candles x anchor", "raw p10",
+            "p10, candles weighted", "min, candles weighted")
 
 
 def rel_diff(a: dict, b: dict, ids: list[str], proto: str, key: str) -> np.ndarray:
@@ -164,7 +172,8 @@ def store_rows(path: Path, device: str = "host") -> dict[str, dict]:
             "status": m.status, "median_ms": m.median_ms, "norm_ms": m.env.get("norm_ms_before", m.norm_ms),
             "candle_ratio": m.candle_ratio, "candle": m.env.get("candle"), "candle_ratios": m.env.get("candle_ratios"),
             "reference_candles_ms": store.candle_references(m.device, m.runtime_version, m.threads),
-            "anchor_k": (m.env.get("anchor") or {}).get("k")}}
+            "anchor_k": (m.env.get("anchor") or {}).get("k"), "p10_ms": m.p10_ms,
+            **{k: m.env.get(k) for k in LOW_QUANTILES}}}
     return out
 
 

@@ -454,6 +454,7 @@ class Farm:
             rounds_kept=[s["rounds_kept"] for s in sessions], blocks=[s["blocks"] for s in sessions],
             stop=[s.get("stop") for s in sessions], load_before=sessions[0]["load_before"],
             load_after=sessions[-1]["load_after"],
+            **low_quantile_ratios(sessions),
         )
         m = self._record_of(base, env, sessions[0], reasons)
         m.with_stats(summarize(times))
@@ -518,6 +519,35 @@ class Farm:
             env["model"] = net.spec
         return Measurement(**base, status="ok", median_ms=report.median_ms or report.mean_ms, p90_ms=report.p90_ms,
                            repeats=report.count, cv=(report.std_ms / report.mean_ms) if report.std_ms else None, env=env)
+
+
+#: Low quantiles of the timings, kept beside the median ratios: ``env[key]`` holds, per candle, the
+#: median over sessions of (candidate's q-th percentile / candle's q-th percentile).
+LOW_QUANTILES: dict[str, float] = {"candle_ratios_p10": 10.0, "candle_ratios_min": 0.0}
+
+
+def low_quantile_ratios(sessions: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Candidate / candle ratios of the *fast* end of each session's timings (issue #13 item 1).
+
+    A shared machine only ever adds time: a neighbour's load, a cache another tenant evicted, a lower
+    clock. The medians of candle and candidate cancel what slows both alike; where the slowdown hits
+    them differently (a memory-heavy candidate beside a compute-bound candle) the ratio of medians
+    moves with it. The ratio of low quantiles compares both at their least disturbed, so it may
+    repeat better across runs; ``bench/farm_noise.py`` reports it beside the stored definition from
+    the same timings. Stored only as a record (``env``); ``norm_ms`` does not use it.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for key, q in LOW_QUANTILES.items():
+        per = {}
+        for j, c in enumerate(CANDLES):
+            r = [np.percentile(s["times_ms"], q) / np.percentile(s["candle_times_ms"][j], q)
+                 for s in sessions if s.get("times_ms") and len(s.get("candle_times_ms") or []) > j
+                 and s["candle_times_ms"][j]]
+            if r:
+                per[c.name] = float(np.median(r))
+        if per:
+            out[key] = per
+    return out
 
 
 def _closest_pair(sessions: list[dict[str, Any]], near: int | None = None) -> tuple[float, tuple[int, ...]]:

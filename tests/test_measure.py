@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 
 from device_farm import MeasurementStore, get_profile
-from device_farm.measure import CANDLE, CANDLES, Farm, MeasureProtocol, _closest_pair, normalised_ms, onnx_path_for
+from device_farm.measure import CANDLE, CANDLES, LOW_QUANTILES, Farm, MeasureProtocol, _closest_pair, normalised_ms, onnx_path_for
 from search_space import PRESETS
 
 #: Quicker protocols than the default so the suite stays short; the default is exercised by bench/farm_noise.py.
@@ -36,6 +36,13 @@ def test_interleaved_measurement_has_ratios_sessions_and_a_normalised_latency(fa
     near = m.candle_ratio * refs[m.env["candle"]]
     far = [r * refs[c] for c, r in m.env["candle_ratios"].items() if c != m.env["candle"]][0]
     assert min(near, far) <= m.norm_ms <= max(near, far)
+    # the fast-end ratios are kept beside the medians (a record, norm_ms does not use them): per candle, the
+    # candidate's minimum / the candle's minimum and the same of the 10th percentiles, in the medians' range
+    for key in LOW_QUANTILES:
+        assert set(m.env[key]) == set(m.env["candle_ratios"])
+        for c, r in m.env[key].items():
+            assert 0.5 < r / m.env["candle_ratios"][c] < 2.0
+    assert m.env["candle_ratios_min"] != m.env["candle_ratios_p10"] != m.env["candle_ratios"]
     assert m.energy_mj is None or m.energy_source  # energy is measured by a named sensor or unavailable
     (stored,) = farm.store.query(arch_id=SMALL.arch_id)
     assert stored.median_ms == m.median_ms and stored.norm_ms == m.norm_ms and stored.config == SMALL.to_dict()
