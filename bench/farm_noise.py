@@ -266,7 +266,8 @@ def main() -> None:
                 if len(have) < len(ids):
                     continue
             d = rel_diff(A, B, ids, proto, key)
-            label = f"{proto} " + {"median_ms": "raw median", "norm_ms": "normalised", "candle_ratio": "candle ratio"}.get(
+            label = f"{proto} " + {"median_ms": "raw median", "norm_ms": "normalised", "candle_ratio": "candle ratio",
+                                        "raw p10": "raw 10th percentile"}.get(
                 key, f"normalised ({key})")
             results[label] = {"n": len(ids), "median": float(np.median(d)), "p90": float(np.percentile(d, 90)),
                               "max": float(d.max())}
