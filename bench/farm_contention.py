@@ -34,7 +34,8 @@ setup()
 import search_space as ss  # noqa: E402
 from device_farm import MeasurementStore, get_profile  # noqa: E402
 from device_farm.measure import Farm  # noqa: E402
-from phone_validation import attention_side  # noqa: E402
+from farm_noise import set_references  # noqa: E402
+from phone_validation import attention_side, networks  # noqa: E402
 
 
 def hog(ready, stop, mb: int = 256) -> None:
@@ -50,8 +51,10 @@ def hog(ready, stop, mb: int = 256) -> None:
 
 def chosen(n: int, seed: int) -> list[tuple[str, ss.EdgeViTConfig]]:
     """The presets and the ``n`` networks of the random draw with the largest attention side."""
-    draw = sorted(ss.DEFAULT_SPACE.sample_random(15, seed=seed), key=lambda c: -attention_side(c))[:n]
-    return [(k, ss.PRESETS[k]) for k in ("edgevit_xxs", "edgevit_xs", "edgevit_s")] + [("random", c) for c in draw]
+    nets = networks(15, 0, seed)  # the presets and phone_validation's random draw of ``seed``
+    draw = sorted([c for s, c in nets if s == "random"], key=lambda c: -attention_side(c))[:n]
+    names = {c.arch_id: k for k, c in ss.PRESETS.items()}
+    return [(names[c.arch_id], c) for s, c in nets if s == "preset"] + [("random", c) for c in draw]
 
 
 def measure(farm: Farm, device: str, cfg: ss.EdgeViTConfig, with_hog: bool) -> dict:
@@ -84,10 +87,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for device in args.devices:
             farm = Farm(MeasurementStore(Path(tmp) / f"{device}.sqlite"), cache_dir=Path(tmp) / "cache")
-            for _ in range(5):  # the store's references: the first clean measurement, quiet
-                m = farm.measure(ss.PRESETS["edgevit_xs"], get_profile(device))
-                if farm.store.candle_references(m.device, m.runtime_version, m.threads):
-                    break
+            set_references(farm, device)  # quiet, before any network
             print(f"\n{device}: raw / norm_ms, quiet 1, hog, quiet 2 (ms)")
             for kind, cfg in nets:
                 r = {state: measure(farm, device, cfg, state == "hog") for state in ("quiet1", "hog", "quiet2")}

@@ -89,6 +89,17 @@ def run_pass(work: Path, k: int, n: int, seed: int, protocols: list[str], which:
     (work / f"pass{k}.json").write_text(json.dumps({"start": t_pass, "end": time.time(), "rows": rows}))
 
 
+def set_references(farm: Farm, device: str, tries: int = 5) -> None:
+    """Give ``farm``'s store the device's reference candles, measured now. The store sets them at its first
+    *clean* measurement: until one is clean, measure again (a disturbed one leaves none, and every later
+    store or pass would then set its own: another unit each)."""
+    for _ in range(tries):
+        m = farm.measure(PRESETS["edgevit_xs"], get_profile(device))
+        if farm.store.candle_references(m.device, m.runtime_version, m.threads):
+            return
+    raise SystemExit(f"no clean reference measurement in {tries} tries: the machine is too busy to set the candles")
+
+
 def two_passes(script: str, work: Path, cfgs: list, gap: float, pass_args: list[str]) -> tuple[dict, dict]:
     """Export ``cfgs`` and the candles into ``work``, set the device's reference candles once in a store
     both passes start from (so a normalised latency means the same in both), then run ``script
@@ -96,15 +107,7 @@ def two_passes(script: str, work: Path, cfgs: list, gap: float, pass_args: list[
     after the first ended. Returns the two passes' ``pass<K>.json``."""
     for cfg in [*CANDLES, *cfgs]:  # export first so no pass pays for it
         onnx_path_for(cfg, work / "onnx")
-    # The store sets the references at its first *clean* measurement: until one is clean, measure again
-    # (a disturbed one left none, and each pass then set its own: another unit per pass).
-    ref = Farm(MeasurementStore(work / "reference.sqlite"), cache_dir=work / "onnx")
-    for _ in range(5):
-        m = ref.measure(PRESETS["edgevit_xs"], get_profile("host"))
-        if ref.store.candle_references(m.device, m.runtime_version, m.threads):
-            break
-    else:
-        raise SystemExit("no clean reference measurement in 5 tries: the machine is too busy to set the candles")
+    set_references(Farm(MeasurementStore(work / "reference.sqlite"), cache_dir=work / "onnx"), "host")
     for k in (1, 2):
         if k == 2:
             print(f"waiting {gap:.0f} s before pass 2", flush=True)

@@ -532,9 +532,11 @@ def low_quantile_ratios(sessions: list[dict[str, Any]]) -> dict[str, dict[str, f
     A shared machine only ever adds time: a neighbour's load, a cache another tenant evicted, a lower
     clock. The medians of candle and candidate cancel what slows both alike; where the slowdown hits
     them differently (a memory-heavy candidate beside a compute-bound candle) the ratio of medians
-    moves with it. The ratio of low quantiles compares both at their least disturbed, so it may
-    repeat better across runs; ``bench/farm_noise.py`` reports it beside the stored definition from
-    the same timings. Stored only as a record (``env``); ``norm_ms`` does not use it.
+    moves with it. The ratio of low quantiles compares both at their least disturbed, so it might
+    repeat better across runs. On two repeat pairs it did not (bench/RESULTS.md, farm_noise, sixth
+    round: p90 1.84-2.82% against the medians' 1.65-1.72%), so ``norm_ms`` does not use it; it is kept
+    in ``env`` so that ``bench/farm_noise.py`` can judge it on other machines from the same timings
+    (the per-run timings themselves are not stored).
     """
     out: dict[str, dict[str, float]] = {}
     for key, q in LOW_QUANTILES.items():
