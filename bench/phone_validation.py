@@ -73,6 +73,7 @@ setup()
 import search_space as ss  # noqa: E402
 from device_farm import MeasurementStore, get_profile  # noqa: E402
 from device_farm.measure import Farm, runtime_version  # noqa: E402
+import predictors.latency.phone.model as phone_model  # noqa: E402
 from predictors.latency.phone import PROVENANCES, PhoneLatencyPredictor, load_table  # noqa: E402
 from predictors.latency.phone.device_table import (attention_extension_keys, kernel_extension_keys,  # noqa: E402
                                                    latency_of, quota,
@@ -336,7 +337,7 @@ def part_by_part(device: str, vs: dict, chosen: list, measured_parts: dict, whol
 
 
 def recorded(path: Path, mappings: list[str], table_path: str | None = None, repeat: list[Path] | None = None,
-             extensions: list[Path] | None = None) -> None:
+             extensions: list[Path] | None = None, suffix: str = "") -> None:
     """Every mapping judged on a written run's block table and network latencies (no measurement).
 
     ``table_path``: another block table (another device's) in place of the run's own: how well one
@@ -430,8 +431,8 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
     # named by the run's tag, or else by the recorded file's own name, so two untagged runs never share a file
     own = was.tag or path.stem.removeprefix("phone_validation").strip("_")
     write_result("phone_validation_recorded" + (f"_{own}" if own else "") + ("_cross" if table_path else "")
-                 + ("_repeat" if repeat else "") + "".join(f"_{r}" for r in runs),
-                 out)
+                 + ("_repeat" if repeat else "") + "".join(f"_{r}" for r in runs) + suffix,
+                 {**out, "own_attention_kind": phone_model.OWN_ATTENTION_KIND})
 
 
 def design_queries(device: str, table: dict, seed: int, n_design: int, judged: set[str]) -> tuple[list, np.ndarray]:
@@ -560,6 +561,9 @@ def parser() -> argparse.ArgumentParser:
                                                                   "phone_validation_extension[_TAG].json for --extension")
     ap.add_argument("--extension", type=Path, nargs="+", help="with --recorded: --extension-only runs' JSONs, each "
                                                               "judged beside the run's own extension")
+    ap.add_argument("--own-attention-kind", choices=("hybrid", "rate"),
+                    help="the regressor kind for attention blocks a table measured itself (_h, _nopos keys; default "
+                         "the shipped OWN_ATTENTION_KIND, hybrid); the tenth round compared the two on held-out draws")
     ap.add_argument("--tag", help="suffix of the files written (another machine's run beside the stored one: --tag xeon)")
     ap.add_argument("--recorded", type=Path, help="no measurement: judge every mapping on the block table and the "
                                                    "network latencies a run wrote (its phone_validation.json)")
@@ -571,8 +575,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = parser().parse_args()
+    if args.own_attention_kind:  # the kind every predictor of this run gives a table's own attention blocks
+        phone_model.OWN_ATTENTION_KIND = args.own_attention_kind
     if args.recorded:
-        recorded(args.recorded, args.mappings, args.table, args.repeat, args.extension)
+        recorded(args.recorded, args.mappings, args.table, args.repeat, args.extension,
+                 f"_own_{args.own_attention_kind}" if args.own_attention_kind else "")
         return
 
     profile = get_profile(args.device)
