@@ -9,7 +9,11 @@ core (a process copying a 256 MB array in a loop: ``hog``), then quiet again, al
 one set of reference candles (set quiet, before the first network). It reports, per network, the
 raw median and the stored ``norm_ms`` in the three states, hog / quiet (quiet: the geometric mean of
 the two quiet runs) and quiet 2 / quiet 1 (the instrument's own repeat a minute later), and whether
-the farm flagged the hog run ``disturbed``.
+the farm flagged the hog run ``disturbed``. Since the memory probe (``MeasureProtocol.memory_probe_mib``)
+it also reports each run's session memory ratios over the device's reference and how many sessions
+were set aside as beside a busy memory system; ``norm_ms`` of a run the farm calls disturbed is formed
+from its stored candle ratios as a clean one's would be, so hog / quiet stays comparable.
+``--no-probe`` measures as before the probe (nothing set aside, nothing flagged for memory).
 
 Networks: the three presets and the ``--n`` networks of a random draw (``--seed``, the draw of
 ``bench/phone_validation.py``) with the largest attention side (tokens per row an attention attends
@@ -33,7 +37,7 @@ from benchlib import setup, write_result
 setup()
 import search_space as ss  # noqa: E402
 from device_farm import MeasurementStore, get_profile  # noqa: E402
-from device_farm.measure import Farm  # noqa: E402
+from device_farm.measure import Farm, MeasureProtocol, normalised_ms  # noqa: E402
 from farm_noise import set_references  # noqa: E402
 from phone_validation import attention_side, networks  # noqa: E402
 
@@ -72,7 +76,15 @@ def measure(farm: Farm, device: str, cfg: ss.EdgeViTConfig, with_hog: bool) -> d
         if proc:
             stop.set()
             proc.join(10)
-    return {"status": m.status, "raw_ms": m.median_ms, "norm_ms": m.norm_ms, "error": m.error}
+    norm = m.norm_ms
+    if norm is None and m.env.get("candle_ratios"):  # a disturbed run: its ratios, normalised as a clean one's
+        norm = normalised_ms(m.env["candle_ratios"], farm.store.candle_references(m.device, m.runtime_version, m.threads))
+    ref = m.env.get("memory_reference") or farm.memory_reference(get_profile(device))
+    ratios = [r / ref for r in m.env.get("session_memory_ratio") or [] if r and ref]
+    return {"status": m.status, "raw_ms": m.median_ms, "norm_ms": norm, "error": m.error,
+            "memory_over_reference": [round(r, 3) for r in ratios],
+            "memory_busy_sessions": m.env.get("memory_busy_sessions", 0), "memory_busy_ratios": m.env.get("memory_busy_ratios"),
+            "sessions": m.env.get("sessions")}
 
 
 def main() -> None:
@@ -81,12 +93,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--devices", nargs="+", default=["host", "host-litert"])
     ap.add_argument("--tag")
+    ap.add_argument("--no-probe", action="store_true", help="measure without the memory probe (as before it)")
     args = ap.parse_args()
+    protocol = MeasureProtocol(memory_probe_mib=0) if args.no_probe else MeasureProtocol()
     nets = chosen(args.n, args.seed)
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for device in args.devices:
-            farm = Farm(MeasurementStore(Path(tmp) / f"{device}.sqlite"), cache_dir=Path(tmp) / "cache")
+            farm = Farm(MeasurementStore(Path(tmp) / f"{device}.sqlite"), cache_dir=Path(tmp) / "cache",
+                        protocol=protocol)
             set_references(farm, device)  # quiet, before any network
             print(f"\n{device}: raw / norm_ms, quiet 1, hog, quiet 2 (ms)")
             for kind, cfg in nets:
@@ -103,8 +118,18 @@ def main() -> None:
                       f" norm {r['hog_over_quiet'].get('norm_ms', float('nan')):.3f}"
                       f"  quiet2/1 norm {r['quiet_repeat'].get('norm_ms', float('nan')):.3f}  hog run {r['hog']['status']}",
                       flush=True)
+                print("    memory / reference per session: " + "; ".join(
+                      f"{st} {r[st]['memory_over_reference']} ({r[st]['status']}, set aside: {r[st]['memory_busy_ratios'] or 'none'})"
+                      for st in ("quiet1", "hog", "quiet2")), flush=True)
+            runs = [(st, r[st]) for r in out[device].values() for st in ("quiet1", "hog", "quiet2")]
+            flag = lambda st: sum(x["status"] == "disturbed" for s, x in runs if (s == "hog") == (st == "hog"))  # noqa: E731
+            aside = lambda st: sum(x["memory_busy_sessions"] > 0 for s, x in runs if (s == "hog") == (st == "hog"))  # noqa: E731
+            n = len(out[device])
+            print(f"  {device}: hog runs flagged {flag('hog')} of {n} (sessions set aside in {aside('hog')}); "
+                  f"quiet runs flagged {flag('quiet')} of {2 * n} (sessions set aside in {aside('quiet')})", flush=True)
     write_result("farm_contention" + (f"_{args.tag}" if args.tag else ""),
                  {"n": args.n, "seed": args.seed, "devices": args.devices, "hog": "numpy copy of 256 MB, other core",
+                  "memory_probe": not args.no_probe,
                   "networks": out}, threads=1)
 
 

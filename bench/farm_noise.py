@@ -81,6 +81,8 @@ def run_pass(work: Path, k: int, n: int, seed: int, protocols: list[str], which:
                 "candle": m.env.get("candle", "candle"), "seconds": time.perf_counter() - t0, "error": m.error,
                 "candle_ratios": m.env.get("candle_ratios"), "reference_candles_ms": refs,
                 "anchor_k": (m.env.get("anchor") or {}).get("k"), "p10_ms": m.p10_ms,
+                "memory_ratio": m.env.get("session_memory_ratio"), "memory_reference": m.env.get("memory_reference"),
+                "memory_busy_ratios": m.env.get("memory_busy_ratios"),
                 **{k: m.env.get(k) for k in LOW_QUANTILES}}
         r = rows[cfg.arch_id]
         print(f"  pass {k} {i + 1:>2}/{len(cfgs)} {cfg.arch_id} "
@@ -203,6 +205,25 @@ def one_unit(A: dict, B: dict, proto: str = "interleaved") -> int:
     return changed
 
 
+def memory_summary(rows: list[dict]) -> str:
+    """The memory probe's sessions in quiet passes (its false alarms): memory ratio over the device's
+    reference, kept and set-aside sessions together."""
+    rel, aside, n = [], 0, 0
+    for r in rows:
+        r = r.get("interleaved") or {}
+        ref = r.get("memory_reference")
+        if not ref:
+            continue
+        n += 1
+        rel += [x / ref for x in r.get("memory_ratio") or [] if x] + list(r.get("memory_busy_ratios") or [])
+        aside += bool(r.get("memory_busy_ratios"))
+    if not rel:
+        return "memory probe: no session judged against a reference"
+    q = np.percentile(rel, [1, 50, 99])
+    return (f"memory probe: {len(rel)} sessions of {n} measurements, copy/candle over the reference "
+            f"p1 {q[0]:.3f} median {q[1]:.3f} p99 {q[2]:.3f} max {max(rel):.3f}; measurements with a session set aside: {aside}")
+
+
 def variants_table(A: dict, B: dict, what: str) -> None:
     """Every way of forming the normalised latency (:func:`estimates`), first run against second."""
     if one_unit(A, B):
@@ -284,6 +305,8 @@ def main() -> None:
     print(f"{'relative difference, pass 1 vs 2':50} {'n':>4} {'median':>8} {'p90':>8} {'max':>8}")
     print("\n".join(table))
     print(f"statuses over both passes: {statuses}")
+    if "interleaved" in args.protocols:
+        print(memory_summary([*A.values(), *B.values()]))
     print("median seconds per candidate: " + ", ".join(f"{p} {s:.1f}" for p, s in seconds.items()))
     write_result(("farm_noise" if args.which == "official_like" else "farm_noise_held_out")
                  + (f"_{args.tag}" if args.tag else ""), {

@@ -336,8 +336,40 @@ def part_by_part(device: str, vs: dict, chosen: list, measured_parts: dict, whol
     return out
 
 
+def table_cpu(table: str) -> str | None:
+    """The CPU that measured a block table, from the results JSON of the run that wrote it (None: no
+    such run in bench/results, e.g. a table from ``nas farm calibrate --blocks``)."""
+    for f in sorted(RESULTS.glob("*.json")):
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        t = d.get("table") if isinstance(d, dict) else None
+        if not isinstance(t, dict) or t.get("path") != table:
+            continue
+        measured = t.get("measured_in_this_run")
+        if measured is None:  # written before the field: such a run measured its table unless given one
+            measured = "--table" not in str(d.get("command", ""))
+        if measured:
+            return (d.get("machine") or {}).get("cpu")
+    return None
+
+
+def one_cpu(sources: dict[str, str | None]) -> None:
+    """Refuse to judge measurements of several CPUs as one device's (``--cross-device`` allows it).
+
+    Each session may run on another machine of this kind; on 2026-12-03 one changed from an Intel
+    Xeon to an AMD EPYC between sessions unnoticed, and a Xeon block table was judged against AMD
+    networks as if it were a same-device check (bench/RESULTS.md, the correction after the tenth
+    round). The results' ``machine.cpu`` says which CPU measured what."""
+    known = {name: cpu for name, cpu in sources.items() if cpu}
+    if len(set(known.values())) > 1:
+        raise SystemExit("--recorded: measured on different CPUs (" + "; ".join(f"{n}: {c}" for n, c in known.items())
+                         + "): not one device; --cross-device judges them anyway")
+
+
 def recorded(path: Path, mappings: list[str], table_path: str | None = None, repeat: list[Path] | None = None,
-             extensions: list[Path] | None = None, suffix: str = "") -> None:
+             extensions: list[Path] | None = None, suffix: str = "", cross_device: bool = False) -> None:
     """Every mapping judged on a written run's block table and network latencies (no measurement).
 
     ``table_path``: another block table (another device's) in place of the run's own: how well one
@@ -346,9 +378,18 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
     then the geometric mean of the two runs on the networks both measured, and the first run judged
     as a predictor of the second (the *instrument* row) is printed beside the mappings: the ceiling
     no predictor can pass. ``extensions``: JSONs of ``--extension-only`` runs on the same device
-    (each an extended table and weight traffic, in the block table's unit): judged beside the run's own."""
+    (each an extended table and weight traffic, in the block table's unit): judged beside the run's own.
+    Every one of them must come from one CPU (:func:`one_cpu`), the run's own table included (not an
+    explicit ``table_path``, which is another device's by definition), unless ``cross_device``."""
     run = json.loads(path.read_text())
     device = run["device"]
+    if not cross_device:
+        cpus = {str(path): (run.get("machine") or {}).get("cpu")}
+        if not table_path:
+            cpus[run["table"]["path"]] = table_cpu(run["table"]["path"])
+        for f in [*(repeat or []), *(extensions or [])]:
+            cpus[str(f)] = (json.loads(f.read_text()).get("machine") or {}).get("cpu")
+        one_cpu(cpus)
     table = read_table(table_path or RESULTS.parent.parent / run["table"]["path"])
     was = parser().parse_args(shlex.split(run["command"])[2:])  # the networks that run drew
     nets = {c.arch_id: (s, c) for s, c in networks(was.random, was.held_out, was.seed)}
@@ -563,10 +604,14 @@ def parser() -> argparse.ArgumentParser:
                                                               "judged beside the run's own extension")
     ap.add_argument("--own-attention-kind", choices=("hybrid", "rate"),
                     help="the regressor kind for attention blocks a table measured itself (_h, _nopos keys; default "
-                         "the shipped OWN_ATTENTION_KIND, hybrid); the tenth round compared the two on held-out draws")
+                         "the shipped OWN_ATTENTION_KIND, hybrid); the tenth round compared the two on draws measured on "
+                         "another CPU than the tables (cross-device: see bench/RESULTS.md, the correction after it)")
     ap.add_argument("--tag", help="suffix of the files written (another machine's run beside the stored one: --tag xeon)")
     ap.add_argument("--recorded", type=Path, help="no measurement: judge every mapping on the block table and the "
                                                    "network latencies a run wrote (its phone_validation.json)")
+    ap.add_argument("--cross-device", action="store_true", help="with --recorded: judge runs, repeats, extensions "
+                                                                    "and the run's table measured on different CPUs "
+                                                                    "(refused otherwise: not a same-device check)")
     ap.add_argument("--repeat", type=Path, nargs="+", help="with --recorded: later runs of the same networks on the same "
                                                             "device (truth: the geometric mean of all; the instrument "
                                                             "row: the first run against the second)")
@@ -579,7 +624,7 @@ def main() -> None:
         phone_model.OWN_ATTENTION_KIND = args.own_attention_kind
     if args.recorded:
         recorded(args.recorded, args.mappings, args.table, args.repeat, args.extension,
-                 f"_own_{args.own_attention_kind}" if args.own_attention_kind else "")
+                 f"_own_{args.own_attention_kind}" if args.own_attention_kind else "", args.cross_device)
         return
 
     profile = get_profile(args.device)

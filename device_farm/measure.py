@@ -69,6 +69,14 @@ class MeasureProtocol:
     farm_noise): ``apply_anchor=True`` restores that.
     ``interleave=False`` is the protocol of issue #3 (candle before and after).
     ``pin_cpus``: CPUs the worker is pinned to (``()``: the profile's ``pin_cores``, else none).
+    The *memory probe* (issue #13): before and after each session's rounds the worker times
+    ``memory_probe_runs`` copies of ``memory_probe_mib`` MiB (:class:`device_farm.worker.MemoryProbe`);
+    their median over the session's base-candle latency is the session's memory ratio. The device's
+    first clean measurement fixes its reference (:meth:`MeasurementStore.memory_reference`); a session
+    whose ratio lies more than ``memory_band`` above it ran beside a neighbour on the memory system,
+    which shifts memory-heavy candidates against the compute-bound candles, and is not counted: another
+    session is run instead, up to ``max_sessions``, and a measurement left with fewer than ``sessions``
+    such sessions is ``disturbed``. ``memory_probe_mib=0`` turns the probe off.
     """
 
     interleave: bool = True
@@ -85,6 +93,9 @@ class MeasureProtocol:
     ratio_ci: float = 0.01
     drift_window: float = 0.08
     pin_cpus: tuple[int, ...] = ()
+    memory_probe_mib: int = 64
+    memory_probe_runs: int = 5
+    memory_band: float = 0.15
     warmup: int = 5
     warmup_s: float = 0.3
     min_repeats: int = 20
@@ -221,19 +232,23 @@ class Farm:
         self.protocol = protocol
 
     # ------------------------------------------------------------------ public
-    def measure(self, cfg: EdgeViTConfig | Network, profile: DeviceProfile, band: list[float] | None = None) -> Measurement:
+    def measure(self, cfg: EdgeViTConfig | Network, profile: DeviceProfile, band: list[float] | None = None,
+                memory_ref: float | None = None) -> Measurement:
         """Measure ``cfg`` (a configuration or any :class:`Network`) on ``profile``; failures come back as
         ``status='failed'`` records, not exceptions.
 
-        ``band``: the device's recent clean candle latencies (read from the store when None). A Ray task on
-        another node gets it from the driver, which also writes the result (the store stays single-writer).
+        ``band``: the device's recent clean candle latencies, ``memory_ref`` its memory-probe reference
+        (both read from the store when None). A Ray task on another node gets them from the driver,
+        which also writes the result (the store stays single-writer).
         """
         net = as_network(cfg)
         if profile.backend == "adb":
             m = self._measure_adb(net, profile)
         else:
             anchor = self.anchor_factor(profile) if self._anchoring() else None
-            m = self._measure_local(net, profile, band)
+            if memory_ref is None:
+                memory_ref = self.memory_reference(profile)
+            m = self._measure_local(net, profile, band, memory_ref)
             if anchor is not None:
                 m.env["anchor"] = anchor
         if self.store is not None:
@@ -300,6 +315,10 @@ class Farm:
                 k = float(m.env.get("anchor", {}).get("k", 1.0)) if self.protocol.apply_anchor else 1.0
                 m.norm_ms = ms * k
                 m.env["reference_candles_ms"], m.env["norm"] = refs, NORM_VERSION
+        if m.status == "ok" and m.env.get("session_memory_ratio"):
+            mine = [r for r in m.env["session_memory_ratio"] if r]
+            if mine:  # the first clean measurement that timed the probe fixes the device's reference
+                self.store.memory_reference(m.device, m.runtime_version, m.threads, propose=float(np.median(mine)))
         self.store.put(m)
         if ops:
             self.store.put_op_profile(m, ops)
@@ -320,6 +339,7 @@ class Farm:
             "interleave": p.interleave, "block_ms": p.block_ms, "rounds_min": p.rounds_min, "rounds_max": p.rounds_max,
             "target_ci": p.ratio_ci if p.interleave else p.target_ci, "drift_window": p.drift_window,
             "pin_cpus": list(p.pin_cpus or profile.pin_cores),
+            "memory_probe_mib": p.memory_probe_mib if p.interleave else 0, "memory_probe_runs": p.memory_probe_runs,
             "profile_ops": p.profile_ops, "profile_runs": p.profile_runs, "profile_dir": workdir,
             "energy_sensor": profile.energy_sensor, "energy_runs": p.energy_runs, "energy_idle_s": p.energy_idle_s,
         }
@@ -364,7 +384,14 @@ class Farm:
             return []
         return self.store.recent_candles(profile.id, profile.threads, runtime_version(profile))
 
-    def _measure_local(self, net: Network, profile: DeviceProfile, band: list[float] | None) -> Measurement:
+    def memory_reference(self, profile: DeviceProfile) -> float | None:
+        """The device's memory-probe reference in the store (None: no store, or not set yet)."""
+        if self.store is None:
+            return None
+        return self.store.memory_reference(profile.id, runtime_version(profile), profile.threads)
+
+    def _measure_local(self, net: Network, profile: DeviceProfile, band: list[float] | None,
+                       memory_ref: float | None = None) -> Measurement:
         base = dict(arch_id=net.arch_id, device=profile.id, runtime=profile.runtime,
                     runtime_version=runtime_version(profile), input_shape="x".join(map(str, net.input_shape)),
                     threads=profile.threads, precision=profile.precision, config=net.config_dict(),
@@ -393,7 +420,7 @@ class Farm:
                 return {**self._run_worker(request), "started": round(started, 2)}
 
         if self.protocol.interleave:
-            return self._interleaved(base, env, worker, failed, t0)
+            return self._interleaved(base, env, worker, failed, t0, memory_ref)
         band = self.candle_band(profile) if band is None else band
         attempts: list[dict[str, Any]] = []
         for attempt in range(self.protocol.retries + 1):
@@ -418,21 +445,38 @@ class Farm:
         m.candle_ratio = stats.median_ms / candle
         return m
 
-    def _interleaved(self, base: dict[str, Any], env: dict[str, Any], worker, failed, t0: float) -> Measurement:
-        """Sessions of the interleaved protocol until two agree (:class:`MeasureProtocol`)."""
+    def _interleaved(self, base: dict[str, Any], env: dict[str, Any], worker, failed, t0: float,
+                     memory_ref: float | None = None) -> Measurement:
+        """Sessions of the interleaved protocol until two agree (:class:`MeasureProtocol`); a session
+        beside a busy memory system (its memory ratio above ``memory_ref`` by ``memory_band``) is set
+        aside and another run in its place."""
         p = self.protocol
         sessions: list[dict[str, Any]] = []
-        while len(sessions) < p.max_sessions:
-            res = worker(p.profile_ops and not sessions)  # operator profile once, in the first session
+        busy: list[dict[str, Any]] = []
+        limit = memory_ref * (1 + p.memory_band) if memory_ref else None
+        while len(sessions) + len(busy) < p.max_sessions:
+            res = worker(p.profile_ops and not (sessions or busy))  # operator profile once, in the first session
             if res.get("status") != "ok":
-                return failed(res, len(sessions) + 1)
+                return failed(res, len(sessions) + len(busy) + 1)
+            res["memory_ratio"] = memory_ratio(res)
+            if limit is not None and res["memory_ratio"] is not None and res["memory_ratio"] > limit:
+                busy.append(res)
+                continue
             sessions.append(res)
             if len(sessions) >= p.sessions and _closest_pair(sessions)[0] <= p.session_agreement:
                 break
+        reasons = []
+        if busy:
+            env["memory_busy_sessions"] = len(busy)
+            env["memory_busy_ratios"] = [round(s["memory_ratio"] / memory_ref, 4) for s in busy]
+            if len(sessions) < p.sessions:
+                worst = max(env["memory_busy_ratios"])
+                reasons.append(f"{len(busy)} of {len(busy) + len(sessions)} sessions beside a busy memory system "
+                               f"(copy / candle up to {worst:.2f}x the device's reference; > {1 + p.memory_band:.2f}x)")
+                sessions = sessions + busy  # the values a disturbed record keeps: every session timed
         near = int(np.median([s["nearest"] for s in sessions]) + 0.5)
         spread, pair = _closest_pair(sessions, near)
         ratios = [s["ratios"][near] for s in sessions]
-        reasons = []
         if spread > p.session_agreement:
             reasons.append(f"{len(sessions)} sessions: the closest two ratios differ by {spread:.1%} "
                            f"(> {p.session_agreement:.1%})")
@@ -454,9 +498,12 @@ class Farm:
             rounds_kept=[s["rounds_kept"] for s in sessions], blocks=[s["blocks"] for s in sessions],
             stop=[s.get("stop") for s in sessions], load_before=sessions[0]["load_before"],
             load_after=sessions[-1]["load_after"],
+            session_memory_ratio=[s["memory_ratio"] for s in sessions],
+            memory_reference=memory_ref,
             **low_quantile_ratios(sessions),
         )
-        m = self._record_of(base, env, sessions[0], reasons)
+        profiled = next((s for s in [*sessions, *busy] if s.get("op_profile")), sessions[0])
+        m = self._record_of(base, env, {**sessions[0], "op_profile": profiled.get("op_profile")}, reasons)
         m.with_stats(summarize(times))
         # The agreeing pair decides (a third or fourth session was run because one of the first disagreed).
         m.candle_ratio = float(np.mean([ratios[i] for i in pair]))
@@ -550,6 +597,16 @@ def low_quantile_ratios(sessions: list[dict[str, Any]]) -> dict[str, dict[str, f
         if per:
             out[key] = per
     return out
+
+
+def memory_ratio(res: dict[str, Any]) -> float | None:
+    """A session's memory ratio: the median time of its probe copies over its base candle's median
+    latency (None without a probe). Both slow with the whole machine; only the copy slows much when a
+    neighbour takes the memory bandwidth."""
+    probe = res.get("memory_probe_ms")
+    if not probe or not res.get("candle_ms"):
+        return None
+    return float(np.median(probe)) / float(res["candle_ms"][0])
 
 
 def _closest_pair(sessions: list[dict[str, Any]], near: int | None = None) -> tuple[float, tuple[int, ...]]:

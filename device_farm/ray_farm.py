@@ -186,13 +186,14 @@ def reachable_on_cluster(device_id: str) -> bool:
         return False
 
 
-def _remote_measure(cfg: str | Network, profile_id: str, protocol: dict, band: list[float]) -> dict:
+def _remote_measure(cfg: str | Network, profile_id: str, protocol: dict, band: list[float],
+                    memory_ref: float | None = None) -> dict:
     # Runs on the device's node: its own export cache, no store (the driver writes). A configuration
     # travels as its JSON (validated again here); another network as the object Ray pickles.
     cache = Path(os.environ.get("EDGEVIT_NAS_CACHE", Path(tempfile.gettempdir()) / "edgevit-nas-onnx"))
     farm = Farm(None, cache_dir=cache, protocol=MeasureProtocol(**protocol))
     net = EdgeViTConfig.from_json(cfg) if isinstance(cfg, str) else cfg
-    m = farm.measure(net, get_profile(profile_id), band=band)
+    m = farm.measure(net, get_profile(profile_id), band=band, memory_ref=memory_ref)
     return m.to_dict()
 
 
@@ -214,10 +215,10 @@ def measure_remote(farm: Farm, cfgs: list[EdgeViTConfig | Network], profile: Dev
     import ray
 
     task = ray.remote(num_cpus=1, max_retries=0)(_remote_measure)
-    band = farm.candle_band(profile)
+    band, memory_ref = farm.candle_band(profile), farm.memory_reference(profile)
     protocol = dataclasses.asdict(farm.protocol)
     refs = {task.options(resources={device_resource(profile.id): 1}).remote(
-        c.to_json(indent=None) if isinstance(c, EdgeViTConfig) else c, profile.id, protocol, band): c for c in cfgs}
+        c.to_json(indent=None) if isinstance(c, EdgeViTConfig) else c, profile.id, protocol, band, memory_ref): c for c in cfgs}
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1, timeout=NODE_CHECK_S)

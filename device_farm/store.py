@@ -61,6 +61,13 @@ CREATE TABLE IF NOT EXISTS candle_references (
   PRIMARY KEY (device, runtime_version, threads, candle)
 )"""
 
+_MEMORY_DDL = """
+CREATE TABLE IF NOT EXISTS memory_references (
+  device TEXT NOT NULL, runtime_version TEXT NOT NULL, threads INTEGER NOT NULL, ratio REAL NOT NULL,
+  created_at TEXT NOT NULL DEFAULT (datetime('now')),
+  PRIMARY KEY (device, runtime_version, threads)
+)"""
+
 _ANCHOR_DDL = """
 CREATE TABLE IF NOT EXISTS anchor_references (
   device TEXT NOT NULL, runtime_version TEXT NOT NULL, threads INTEGER NOT NULL, arch_id TEXT NOT NULL,
@@ -94,6 +101,7 @@ class MeasurementStore:
                     con.execute(f"ALTER TABLE measurements ADD COLUMN {c} {_TYPES.get(c, 'REAL' if c in _REAL else 'TEXT')}")
             con.execute(_OPS_DDL)
             con.execute(_REF_DDL)
+            con.execute(_MEMORY_DDL)
             con.executescript(_ANCHOR_DDL)
             con.execute("CREATE INDEX IF NOT EXISTS by_device ON measurements (device, status)")
 
@@ -188,6 +196,22 @@ class MeasurementStore:
             rows = con.execute("SELECT candle, candle_ms FROM candle_references WHERE device = ? AND "
                                "runtime_version = ? AND threads = ?", (device, runtime_version, threads)).fetchall()
         return {r[0]: float(r[1]) for r in rows}
+
+    def memory_reference(self, device: str, runtime_version: str, threads: int,
+                         propose: float | None = None) -> float | None:
+        """The device's usual memory-probe ratio (a large copy's time over the base candle's), or None.
+
+        Set once, by the first call that ``propose``s one (the first clean measurement that timed the
+        probe), and never changed, like the reference candles: a session whose ratio lies well above
+        it ran beside a neighbour on the memory system (:class:`device_farm.measure.MeasureProtocol`).
+        """
+        with closing(self._connect()) as con, con:
+            if propose is not None and propose > 0:
+                con.execute("INSERT OR IGNORE INTO memory_references (device, runtime_version, threads, ratio) "
+                            "VALUES (?, ?, ?, ?)", (device, runtime_version, threads, float(propose)))
+            row = con.execute("SELECT ratio FROM memory_references WHERE device = ? AND runtime_version = ? AND "
+                              "threads = ?", (device, runtime_version, threads)).fetchone()
+        return float(row[0]) if row else None
 
     def anchor_references(self, device: str, runtime_version: str, threads: int) -> dict[str, float]:
         """The device's anchors' reference ``norm_ms`` (arch_id -> ms), fixed at its first anchor check."""

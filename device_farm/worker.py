@@ -127,6 +127,31 @@ def _pin(req: dict[str, Any]) -> list[int] | None:
     return sorted(os.sched_getaffinity(0))
 
 
+class MemoryProbe:
+    """Times copies of an array larger than the last-level cache: a clock for the memory system alone.
+
+    The candles are compute-bound EdgeViTs: a neighbour that takes the memory bandwidth (not the
+    core) slows them less than a candidate with a wide attention, so their ratio moves and nothing in
+    the rounds shows it (issue #13, bench/RESULTS.md, farm_contention: +2-8% normalised, no run
+    flagged). A copy is bound by that bandwidth alone: on this kind of machine a neighbour copying
+    256 MB on the other core doubles its time while the candles move by a few percent. Timed before
+    and after a session's rounds, never between them, so the rounds (the stored protocol) are unchanged.
+    """
+
+    def __init__(self, mib: int):
+        self.src = np.ones(mib * 2 ** 20 // 8)
+        self.dst = np.empty_like(self.src)
+        np.copyto(self.dst, self.src)  # touch every page once: no page faults in the timed copies
+
+    def __call__(self, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            np.copyto(self.dst, self.src)
+            out.append((time.perf_counter() - t0) * 1e3)
+        return out
+
+
 def _interleaved(sess, feed, candles: list, req: dict[str, Any], result: dict[str, Any]) -> list[float]:
     """The candidate and the candles in alternating blocks, one ratio per candle per round.
 
@@ -256,7 +281,13 @@ def run(req: dict[str, Any]) -> dict[str, Any]:
         for c, f in candles:
             _time(c, f, 1)
     if req.get("interleave", True):
+        mib, runs = int(req.get("memory_probe_mib", 0)), int(req.get("memory_probe_runs", 5))
+        probe = MemoryProbe(mib) if mib > 0 and runs > 0 else None
+        before = probe(runs) if probe else []
         result["times_ms"] = _interleaved(sess, feed, candles, req, result)
+        if probe:
+            result["memory_probe_ms"] = before + probe(runs)
+            del probe
     else:
         result["times_ms"] = _before_after(sess, feed, candle, candle_feed, req, result)
     result["load_after"] = os.getloadavg()[0]

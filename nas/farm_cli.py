@@ -52,6 +52,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("-n", type=int, default=20, help="measurements in all (10 reference + n-10 random; default 20)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bases", help="comma-separated devices to calibrate against (default: every device with a model)")
+    p.add_argument("--blocks", action="store_true",
+                   help="measure 20 blocks (stratified by type) instead of networks; map the shipped phones' block "
+                        "tables onto the device and fit its phone block model (--bases: the phones to map from)")
     p.set_defaults(func=cmd_calibrate)
 
     p = cmds.add_parser("export", parents=[common], help="write measurements to CSV")
@@ -304,6 +307,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     farm = _farm(args)
     con = console()
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"))
+    if args.blocks:
+        return _calibrate_blocks(args, farm, con, columns)
     with Progress(*columns, console=con) as bar:
         task = bar.add_task(f"calibrate {args.device}", total=args.n, last="")
         try:
@@ -314,4 +319,30 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             raise CommandError(str(e)) from None
     con.print(f"saved {path}: few-shot model over {', '.join(adapter.base_names_)} from {adapter.n_train_} "
               f"measurements; leave-one-out relative sigma {adapter.rel_sigma_:.3f}")
+    return 0
+
+
+def _calibrate_blocks(args: argparse.Namespace, farm, con, columns) -> int:
+    from predictors.latency import NoDataError
+    from predictors.latency.device import calibrate_device_blocks
+    from predictors.latency.phone import phone_devices
+
+    sources = args.bases.split(",") if args.bases else None
+    allowed = [d for d in phone_devices() if d != args.device]
+    bad = [b for b in sources or [] if b not in allowed]
+    if bad:
+        raise CommandError(f"--bases {bad[0]!r}: with --blocks, phones whose block tables ship, other than the device: "
+                           f"{', '.join(allowed)}")
+    with Progress(*columns, console=con) as bar:
+        task = bar.add_task(f"calibrate {args.device} (blocks)", total=None, last="")
+        try:
+            path, summary = calibrate_device_blocks(
+                args.device, farm, sources=sources,
+                on_result=lambda key, m, d, t: bar.update(task, completed=d, total=t, last=f"{key} {m.status}"))
+        except (ValueError, NoDataError) as e:  # bad --bases, too few blocks measured
+            raise CommandError(str(e)) from None
+    con.print(f"saved {path}: phone block model on a table of {summary['keys']} blocks mapped from "
+              f"{', '.join(summary['sources'])} by {len(summary['measured'])} blocks measured on {args.device}"
+              + (f" ({len(summary['disturbed'])} disturbed, candle-normalised)" if summary["disturbed"] else "")
+              + (f"; {len(summary['failed'])} failed" if summary["failed"] else "") + f"; table {summary['table']}")
     return 0

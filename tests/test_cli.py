@@ -116,3 +116,13 @@ def test_proxy_score_prints_each_proxy_and_rejects_unknown_names():
     assert "zico" in out and "dss" in out and "aggregate" in out and "edgevit_xs" in out
     bad = nas("proxy", "score", "edgevit_xxs", "--proxies", "synflow,foo", check=False)
     assert bad.returncode == 2 and "--proxies='foo'" in bad.stderr and "naswot" in bad.stderr
+
+
+def test_calibrate_blocks_refuses_a_source_without_a_block_table_in_one_line(tmp_path):
+    store = tmp_path / "m.sqlite"
+    proc = nas("farm", "calibrate", "--device", "host", "--blocks", "--bases", "s21,mybox", "--store", store, check=False)
+    assert proc.returncode != 0 and proc.stderr.strip().count("\n") == 0
+    assert "--bases 'mybox'" in proc.stderr and proc.stderr.strip().endswith("pixel1, pixel4, s21")
+    from device_farm import MeasurementStore
+
+    assert not store.exists() or not MeasurementStore(store).query()  # nothing measured

@@ -1,6 +1,7 @@
 """Real measurements on this machine's CPU through onnxruntime, in an isolated worker process."""
 import dataclasses
 
+import numpy as np
 import pytest
 
 from device_farm import MeasurementStore, get_profile
@@ -44,12 +45,39 @@ def test_interleaved_measurement_has_ratios_sessions_and_a_normalised_latency(fa
             assert 0.5 < r / m.env["candle_ratios"][c] < 2.0
     assert m.env["candle_ratios_min"] != m.env["candle_ratios_p10"] != m.env["candle_ratios"]
     assert m.energy_mj is None or m.energy_source  # energy is measured by a named sensor or unavailable
+    # the memory probe: a ratio per session, and the first clean measurement fixes the device's reference
+    assert len(m.env["session_memory_ratio"]) == m.env["sessions"] and all(r > 0 for r in m.env["session_memory_ratio"])
+    assert m.env["memory_reference"] is None  # nothing to judge the first one against
+    ref = farm.store.memory_reference("host", m.runtime_version, 1)
+    assert ref == pytest.approx(float(np.median(m.env["session_memory_ratio"])))
     (stored,) = farm.store.query(arch_id=SMALL.arch_id)
     assert stored.median_ms == m.median_ms and stored.norm_ms == m.norm_ms and stored.config == SMALL.to_dict()
     # later measurements keep the references: the unit of norm_ms never moves
     m2 = farm.measure(PRESETS["edgevit_xxs"].replace(resolution=192), get_profile("host"))
     assert farm.store.candle_references("host", m.runtime_version, 1) == refs
     assert m2.norm_ms == pytest.approx(normalised_ms(m2.env["candle_ratios"], refs))
+    assert m2.env["memory_reference"] == ref == farm.store.memory_reference("host", m.runtime_version, 1)
+
+
+def test_sessions_beside_a_busy_memory_system_are_set_aside_and_a_measurement_of_only_those_is_disturbed(farm):
+    """A reference far below any real ratio stands for a neighbour copying memory the whole time: every
+    session is set aside, the measurement is disturbed, names the memory system and keeps its timings;
+    one far above sets nothing aside. Either way the device's stored reference is not touched."""
+    profile = get_profile("host")
+    first = farm.measure(SMALL, profile)
+    ref = farm.store.memory_reference("host", first.runtime_version, 1)
+    busy = farm.measure(PRESETS["edgevit_xxs"].replace(resolution=128), profile, memory_ref=ref / 100)
+    assert busy.status == "disturbed" and "busy memory system" in busy.error
+    assert busy.env["memory_busy_sessions"] == busy.env["sessions"] == QUICK.max_sessions
+    assert all(r > 1 + QUICK.memory_band for r in busy.env["memory_busy_ratios"])
+    assert busy.median_ms > 0 and busy.norm_ms is None and busy.env["candle_ratios"]  # kept, never a clean value
+    calm = farm.measure(PRESETS["edgevit_xxs"].replace(resolution=192), profile, memory_ref=ref * 100)
+    assert calm.status == "ok" and "memory_busy_sessions" not in calm.env
+    assert farm.store.memory_reference("host", first.runtime_version, 1) == ref
+    # no probe: nothing to judge, nothing recorded
+    off = Farm(farm.store, farm.cache_dir, protocol=dataclasses.replace(QUICK, memory_probe_mib=0))
+    m = off.measure(PRESETS["edgevit_xxs"].replace(resolution=224), profile, memory_ref=ref / 100)
+    assert m.status == "ok" and m.env["session_memory_ratio"] == [None] * m.env["sessions"]
 
 
 def test_sessions_are_judged_by_their_closest_pair():

@@ -167,3 +167,44 @@ def test_weight_traffic_is_measured_by_the_farm_and_resumes(tmp_path):
     assert len(farm.store.query(device=host.id)) == n and again["latency_ms"] == r["latency_ms"]
     with pytest.raises(ValueError, match="four increasing chain depths"):
         measure_weight_traffic(farm, host, depths=(8, 2, 48, 96))
+
+
+def test_a_new_device_from_a_few_measured_blocks_gets_a_saved_phone_block_model(tmp_path):
+    """``nas farm calibrate --blocks``'s function on a real device (onnxruntime here; a phone over adb
+    runs the same blocks): the chosen blocks are measured through the farm, the phones' tables mapped
+    onto them, the block model fitted and saved as the device's latency model, its table beside it;
+    the measured blocks keep their measured values; bad sources are refused before anything is measured."""
+    from device_farm import MeasurementStore
+    from device_farm.measure import Farm, MeasureProtocol
+    from predictors.latency import load_device_model
+    from predictors.latency.device import calibrate_device_blocks
+    from predictors.latency.phone.device_table import read_table
+    from search_space import PRESETS
+
+    quick = MeasureProtocol(session_seconds=0.5, rounds_min=6, ratio_ci=0.03, session_agreement=0.25, warmup_s=0.1)
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), tmp_path / "cache", protocol=quick)
+    root = tmp_path / "predictors"
+    with pytest.raises(ValueError, match="sources=nope: allowed: "):
+        calibrate_device_blocks("host", farm, root=root, sources=["nope"])
+    with pytest.raises(ValueError, match="must not contain the device"):
+        calibrate_device_blocks("s21", farm, root=root, sources=["s21", "pixel4"])
+    assert not farm.store.query(device="host")  # refused before measuring
+    seen = []
+    path, summary = calibrate_device_blocks(
+        "host", farm, root=root, quota={"conv": 1, "transds": 1, "transffn": 1}, sources=["s21", "pixel4"],
+        on_result=lambda key, m, d, t: seen.append((key, d, t)), model="rate", extrapolation=False, refit_full=False)
+    assert [d for _, d, _ in seen] == [1, 2, 3] and {t for *_, t in seen} == {3}
+    assert sorted(k.split("_", 1)[0] for k in summary["measured"]) == ["conv", "transds", "transffn"]
+    table = read_table(summary["table"])
+    assert summary["keys"] == len(table) > 10_000
+    assert all(table[k] == pytest.approx(v) for k, v in summary["measured"].items())
+    model = load_device_model("host", root)
+    assert model.source == "block-transfer" and model.n_measurements == 3 and "s21, pixel4" in model.provenance
+    mean, std = model.estimator.predict([PRESETS["edgevit_xxs"], PRESETS["edgevit_s"]])
+    assert 0 < mean[0] < mean[1] and (std > 0).all()
+    # the stored block rows are reused: a second calibration measures nothing new
+    n = len(farm.store.query(device="host"))
+    calibrate_device_blocks("host", farm, root=root, quota={"conv": 1, "transds": 1, "transffn": 1},
+                            sources=["s21", "pixel4"], model="rate", extrapolation=False, refit_full=False)
+    assert len(farm.store.query(device="host")) == n
+    assert path == root / "host-latency.json"

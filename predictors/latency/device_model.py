@@ -28,8 +28,10 @@ __all__ = ["TARGETS", "UNITS", "SOURCES", "NoDataError", "DeviceModel", "default
 TARGETS: dict[str, str] = {"latency": "latency_ms", "energy": "energy_mj"}  # latency_ms: norm_ms, else the raw median
 UNITS: dict[str, str] = {"latency": "ms", "energy": "mJ"}
 #: Where a device model's data came from; ``measured`` models are retrained on the store after a
-#: search measures new candidates, the others get a run-level scale correction.
-SOURCES: tuple[str, ...] = ("measured", "nn-meter", "few-shot")
+#: search measures new candidates, the others get a run-level scale correction. ``block-transfer``:
+#: the phone block model fitted on a table mapped from the shipped phones' tables by about 20 blocks
+#: measured on the device (``nas farm calibrate --blocks``, issue #14 item 6).
+SOURCES: tuple[str, ...] = ("measured", "nn-meter", "few-shot", "block-transfer")
 
 
 class NoDataError(ValueError):

@@ -84,10 +84,11 @@ BLOCK_KINDS: dict[str, dict[str, str]] = {"v1": {}, "v2": {"transattn": "rate"}}
 #: work counts times a learned residual on shape, head count and bias. Work counts alone cannot price
 #: a runtime whose one-head attention is lowered to another op (LiteRT: 1.7-1.9x slower than two heads
 #: at 4,096 tokens), and the inner selection flipped between rate and hybrid on two measurements of
-#: the same 24 keys (bench/RESULTS.md, phone_validation, ninth round). Caution (tenth round): the
-#: hybrid beat ``rate`` on the two network sets it was chosen on and lost to it on both held-out draws
-#: measured twice (``bench/phone_validation.py --recorded ... --own-attention-kind rate``). No phone
-#: table has such blocks; only the bench's extended host-litert tables do.
+#: the same 24 keys (bench/RESULTS.md, phone_validation, ninth round). The hybrid beat ``rate`` on the
+#: two network sets it was chosen on (same CPU as the tables); the tenth round's "held-out draws" on
+#: which it lost were measured on another CPU than the tables (corrected in bench/RESULTS.md), so no
+#: same-device held-out comparison exists yet. No phone table has such blocks; only the bench's
+#: extended host-litert tables do.
 OWN_ATTENTION_KIND = "hybrid"
 
 
