@@ -35,7 +35,7 @@ from .measurement import Measurement, summarize
 from .profiles import DeviceProfile
 from .store import MeasurementStore
 
-__all__ = ["CANDLE", "CANDLE_LARGE", "CANDLES", "MeasureProtocol", "Farm", "cpu_model", "onnx_path_for",
+__all__ = ["CANDLE", "CANDLE_LARGE", "CANDLES", "MeasureProtocol", "Farm", "MachineMismatch", "cpu_model", "onnx_path_for",
            "tflite_path_for", "model_path_for", "runtime_version"]
 
 #: The reference models timed beside every candidate. Fixed forever: changing one invalidates every
@@ -46,6 +46,10 @@ __all__ = ["CANDLE", "CANDLE_LARGE", "CANDLES", "MeasureProtocol", "Farm", "cpu_
 CANDLE: EdgeViTConfig = PRESETS["edgevit_xxs"].replace(resolution=128, name="candle")
 CANDLE_LARGE: EdgeViTConfig = PRESETS["edgevit_s"].replace(name="candle_large")
 CANDLES: tuple[EdgeViTConfig, ...] = (CANDLE, CANDLE_LARGE)
+
+
+class MachineMismatch(ValueError):
+    """This machine's CPU is not the one the store's references for the device were measured on."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,7 @@ class Farm:
         if profile.backend == "adb":
             m = self._measure_adb(net, profile)
         else:
+            self.check_machine(profile)
             anchor = self.anchor_factor(profile) if self._anchoring() else None
             if memory_ref is None:
                 memory_ref = self.memory_reference(profile)
@@ -307,6 +312,14 @@ class Farm:
         node measured it.
         """
         ops = m.env.pop("op_profile", None)
+        cpu = m.env.get("cpu") if m.env.get("candle_ratios") else None  # a local measurement names its CPU
+        ref_cpu = self.store.reference_cpu(m.device, m.runtime_version, m.threads) if cpu else None
+        if cpu and ref_cpu and cpu != ref_cpu:  # e.g. a Ray node on another CPU under the same device id
+            m.status, m.norm_ms = "failed", None
+            m.error = (f"measured on a {cpu}; the store's references for {m.device} were measured on a {ref_cpu}: "
+                       "another device, not normalised")
+        if m.status == "ok" and cpu and not ref_cpu:
+            self.store.reference_cpu(m.device, m.runtime_version, m.threads, propose=cpu)
         if m.status == "ok" and m.candle_ratio is not None and m.norm_ms is None and m.env.get("candle_ratios"):
             refs = self.store.candle_references(m.device, m.runtime_version, m.threads,
                                                 propose=m.env.get("session_candle_ms_median"))
@@ -383,6 +396,18 @@ class Farm:
         if self.store is None:
             return []
         return self.store.recent_candles(profile.id, profile.threads, runtime_version(profile))
+
+    def check_machine(self, profile: DeviceProfile, cpu: str | None = None) -> None:
+        """Raise :class:`MachineMismatch` when ``cpu`` (this machine's) is not the CPU the store's references
+        for ``profile`` were measured on: its timings would be normalised in another device's unit."""
+        if self.store is None:
+            return
+        ref = self.store.reference_cpu(profile.id, runtime_version(profile), profile.threads)
+        cpu = cpu or cpu_model()
+        if ref and ref != cpu:
+            raise MachineMismatch(f"device {profile.id}: the store {self.store.path} holds its measurements from a {ref}, "
+                                  f"this machine is a {cpu}: another device; measure into another store (--store) "
+                                  "or under another device id")
 
     def memory_reference(self, profile: DeviceProfile) -> float | None:
         """The device's memory-probe reference in the store (None: no store, or not set yet)."""

@@ -68,6 +68,13 @@ CREATE TABLE IF NOT EXISTS memory_references (
   PRIMARY KEY (device, runtime_version, threads)
 )"""
 
+_MACHINE_DDL = """
+CREATE TABLE IF NOT EXISTS reference_machines (
+  device TEXT NOT NULL, runtime_version TEXT NOT NULL, threads INTEGER NOT NULL, cpu TEXT NOT NULL,
+  created_at TEXT NOT NULL DEFAULT (datetime('now')),
+  PRIMARY KEY (device, runtime_version, threads)
+)"""
+
 _ANCHOR_DDL = """
 CREATE TABLE IF NOT EXISTS anchor_references (
   device TEXT NOT NULL, runtime_version TEXT NOT NULL, threads INTEGER NOT NULL, arch_id TEXT NOT NULL,
@@ -102,6 +109,7 @@ class MeasurementStore:
             con.execute(_OPS_DDL)
             con.execute(_REF_DDL)
             con.execute(_MEMORY_DDL)
+            con.execute(_MACHINE_DDL)
             con.executescript(_ANCHOR_DDL)
             con.execute("CREATE INDEX IF NOT EXISTS by_device ON measurements (device, status)")
 
@@ -212,6 +220,21 @@ class MeasurementStore:
             row = con.execute("SELECT ratio FROM memory_references WHERE device = ? AND runtime_version = ? AND "
                               "threads = ?", (device, runtime_version, threads)).fetchone()
         return float(row[0]) if row else None
+
+    def reference_cpu(self, device: str, runtime_version: str, threads: int, propose: str | None = None) -> str | None:
+        """The CPU model the device's references were measured on, or None (set once, by the first call
+        that ``propose``s one: the device's first clean local measurement in this store).
+
+        A device id names one machine; a store carried to another machine (or a cloud machine that
+        came back on another CPU) would otherwise normalise that machine's timings with the first
+        one's references, one unit for two devices (:meth:`device_farm.measure.Farm.check_machine`)."""
+        with closing(self._connect()) as con, con:
+            if propose:
+                con.execute("INSERT OR IGNORE INTO reference_machines (device, runtime_version, threads, cpu) "
+                            "VALUES (?, ?, ?, ?)", (device, runtime_version, threads, propose))
+            row = con.execute("SELECT cpu FROM reference_machines WHERE device = ? AND runtime_version = ? AND "
+                              "threads = ?", (device, runtime_version, threads)).fetchone()
+        return row[0] if row else None
 
     def anchor_references(self, device: str, runtime_version: str, threads: int) -> dict[str, float]:
         """The device's anchors' reference ``norm_ms`` (arch_id -> ms), fixed at its first anchor check."""

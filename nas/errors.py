@@ -107,6 +107,7 @@ def _database_error(e: Exception, args: argparse.Namespace | None) -> tuple[str,
 def explain(e: BaseException, args: argparse.Namespace | None = None) -> tuple[str, int]:
     """The one line and the exit status for ``e``; the line of a bug says so and points to ``--debug``."""
     from device_farm import ProfileError, StoreError
+    from device_farm.measure import MachineMismatch
     from predictors.base import ModelFileError
     from predictors.latency import NoDataError
     from search_space.config import ConfigError
@@ -118,7 +119,7 @@ def explain(e: BaseException, args: argparse.Namespace | None = None) -> tuple[s
     if isinstance(e, KeyboardInterrupt):
         return "interrupted", INTERRUPTED
     if isinstance(e, (CommandError, ConfigError, ProfileError, StoreError, NoDataError, ModelFileError,
-                      FileFormatError, TFLiteExportError)):
+                      FileFormatError, TFLiteExportError, MachineMismatch)):
         return one_line(e), INPUT
     if isinstance(e, TFLiteUnavailable):
         return one_line(e), ENVIRONMENT

@@ -4,8 +4,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from device_farm import MeasurementStore, get_profile
-from device_farm.measure import CANDLE, CANDLES, LOW_QUANTILES, Farm, MeasureProtocol, _closest_pair, normalised_ms, onnx_path_for
+from device_farm import Measurement, MeasurementStore, get_profile
+from device_farm.measure import (CANDLE, CANDLES, LOW_QUANTILES, Farm, MachineMismatch, MeasureProtocol, _closest_pair,
+                                 cpu_model, normalised_ms, onnx_path_for)
 from search_space import PRESETS
 
 #: Quicker protocols than the default so the suite stays short; the default is exercised by bench/farm_noise.py.
@@ -78,6 +79,27 @@ def test_sessions_beside_a_busy_memory_system_are_set_aside_and_a_measurement_of
     off = Farm(farm.store, farm.cache_dir, protocol=dataclasses.replace(QUICK, memory_probe_mib=0))
     m = off.measure(PRESETS["edgevit_xxs"].replace(resolution=224), profile, memory_ref=ref / 100)
     assert m.status == "ok" and m.env["session_memory_ratio"] == [None] * m.env["sessions"]
+
+
+def test_a_store_measured_on_another_cpu_is_another_device_and_its_unit_is_never_mixed(farm):
+    """The first clean measurement fixes the CPU of the device's references. The same store on a machine
+    with another CPU (a copy carried over, a cloud machine back on another CPU) refuses to measure
+    before timing anything, in one line; a record that arrives from another CPU (a Ray node under the
+    same device id) is kept as failed, never normalised with these references."""
+    profile = get_profile("host")
+    m = farm.measure(SMALL, profile)
+    assert m.status == "ok" and farm.store.reference_cpu("host", m.runtime_version, 1) == cpu_model() == m.env["cpu"]
+    farm.check_machine(profile)  # this machine: nothing to say
+    with pytest.raises(MachineMismatch, match="another device") as e:
+        farm.check_machine(profile, cpu="Some Other CPU @ 1.0GHz")
+    assert "\n" not in str(e.value) and cpu_model() in str(e.value) and "--store" in str(e.value)
+    other = Measurement.from_dict({**m.to_dict(), "arch_id": "0" * 12, "norm_ms": None,
+                                   "env": {**m.env, "cpu": "Some Other CPU @ 1.0GHz"}})
+    farm.record(other)
+    (stored,) = farm.store.query(arch_id="0" * 12)
+    assert stored.status == "failed" and stored.norm_ms is None and "another device" in stored.error
+    assert stored.median_ms == m.median_ms  # the timings are kept
+    assert farm.store.reference_cpu("host", m.runtime_version, 1) == cpu_model()
 
 
 def test_sessions_are_judged_by_their_closest_pair():
