@@ -35,7 +35,7 @@ def machine(**extra: Any) -> dict[str, Any]:
     """CPU model, core count, load average, Python and the versions of the libraries that set speed."""
     from importlib import metadata
 
-    from device_farm.measure import cpu_model
+    from device_farm.measure import cpu_id, cpu_model
 
     versions = {}
     for dist in ("torch", "onnxruntime", "numpy", "scikit-learn", "optuna", "ray"):
@@ -47,7 +47,7 @@ def machine(**extra: Any) -> dict[str, Any]:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "loadavg": load, "python": platform.python_version(),
+    return {"cpu": cpu_model(), "cpu_id": cpu_id(), "cores": os.cpu_count(), "loadavg": load, "python": platform.python_version(),
             "versions": versions, **extra}
 
 

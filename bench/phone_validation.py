@@ -336,7 +336,7 @@ def part_by_part(device: str, vs: dict, chosen: list, measured_parts: dict, whol
     return out
 
 
-def table_cpu(table: str) -> str | None:
+def table_cpu(table: str) -> tuple[str | None, str | None] | None:
     """The CPU that measured a block table, from the results JSON of the run that wrote it (None: no
     such run in bench/results, e.g. a table from ``nas farm calibrate --blocks``)."""
     for f in sorted(RESULTS.glob("*.json")):
@@ -351,18 +351,27 @@ def table_cpu(table: str) -> str | None:
         if measured is None:  # written before the field: such a run measured its table unless given one
             measured = "--table" not in str(d.get("command", ""))
         if measured:
-            return (d.get("machine") or {}).get("cpu")
+            return _cpu_of(d)
     return None
 
 
-def one_cpu(sources: dict[str, str | None]) -> None:
+def _cpu_of(doc: dict) -> tuple[str | None, str | None]:
+    """(model name, exact id) of the CPU a results document was measured on (the id: since 2026-12-03)."""
+    m = doc.get("machine") or {}
+    return m.get("cpu"), m.get("cpu_id")
+
+
+def one_cpu(sources: dict[str, tuple[str | None, str | None] | None]) -> None:
     """Refuse to judge measurements of several CPUs as one device's (``--cross-device`` allows it).
 
     Each session may run on another machine of this kind; on 2026-12-03 one changed from an Intel
     Xeon to an AMD EPYC between sessions unnoticed, and a Xeon block table was judged against AMD
     networks as if it were a same-device check (bench/RESULTS.md, the correction after the tenth
-    round). The results' ``machine.cpu`` says which CPU measured what."""
-    known = {name: cpu for name, cpu in sources.items() if cpu}
+    round). The results' ``machine.cpu`` says which CPU measured what, ``machine.cpu_id`` (where every
+    file has it) exactly: two "AMD EPYC" of different generations differ only there."""
+    known = {name: c for name, c in sources.items() if c and c[0]}
+    exact = all(c[1] for c in known.values())
+    known = {name: c[1] if exact else c[0] for name, c in known.items()}
     if len(set(known.values())) > 1:
         raise SystemExit("--recorded: measured on different CPUs (" + "; ".join(f"{n}: {c}" for n, c in known.items())
                          + "): not one device; --cross-device judges them anyway")
@@ -384,11 +393,11 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
     run = json.loads(path.read_text())
     device = run["device"]
     if not cross_device:
-        cpus = {str(path): (run.get("machine") or {}).get("cpu")}
+        cpus = {str(path): _cpu_of(run)}
         if not table_path:
             cpus[run["table"]["path"]] = table_cpu(run["table"]["path"])
         for f in [*(repeat or []), *(extensions or [])]:
-            cpus[str(f)] = (json.loads(f.read_text()).get("machine") or {}).get("cpu")
+            cpus[str(f)] = _cpu_of(json.loads(f.read_text()))
         one_cpu(cpus)
     table = read_table(table_path or RESULTS.parent.parent / run["table"]["path"])
     was = parser().parse_args(shlex.split(run["command"])[2:])  # the networks that run drew

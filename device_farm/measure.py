@@ -35,7 +35,7 @@ from .measurement import Measurement, summarize
 from .profiles import DeviceProfile
 from .store import MeasurementStore
 
-__all__ = ["CANDLE", "CANDLE_LARGE", "CANDLES", "MeasureProtocol", "Farm", "MachineMismatch", "cpu_model", "onnx_path_for",
+__all__ = ["CANDLE", "CANDLE_LARGE", "CANDLES", "MeasureProtocol", "Farm", "MachineMismatch", "cpu_model", "cpu_id", "onnx_path_for",
            "tflite_path_for", "model_path_for", "runtime_version"]
 
 #: The reference models timed beside every candidate. Fixed forever: changing one invalidates every
@@ -126,6 +126,29 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+#: Vector extensions that decide which kernels onnxruntime and XNNPACK run.
+_VECTOR_FLAGS: tuple[str, ...] = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+def cpu_id() -> str:
+    """The CPU as exactly as the machine states it: model name, family / model / stepping, and the vector
+    extensions that decide the kernels. A cloud machine may call several generations just "AMD EPYC"
+    (two such machines of this project ran LiteRT 2.1x apart: bench/RESULTS.md, eleventh round)."""
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if not line.strip():
+                break  # the first processor's block is enough
+            k, _, v = line.partition(":")
+            info[k.strip()] = v.strip()
+    except OSError:
+        return cpu_model()
+    flags = set(info.get("flags", "").split())
+    vec = "+".join(f for f in _VECTOR_FLAGS if f in flags) or "no avx2"
+    return f"{cpu_model()} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}, " \
+           f"stepping {info.get('stepping', '?')}; {vec})"
 
 
 def onnx_path_for(cfg: EdgeViTConfig | Network, cache_dir: Path) -> Path:
@@ -312,7 +335,7 @@ class Farm:
         node measured it.
         """
         ops = m.env.pop("op_profile", None)
-        cpu = m.env.get("cpu") if m.env.get("candle_ratios") else None  # a local measurement names its CPU
+        cpu = (m.env.get("cpu_id") or m.env.get("cpu")) if m.env.get("candle_ratios") else None  # a local one names its CPU
         ref_cpu = self.store.reference_cpu(m.device, m.runtime_version, m.threads) if cpu else None
         if cpu and ref_cpu and cpu != ref_cpu:  # e.g. a Ray node on another CPU under the same device id
             m.status, m.norm_ms = "failed", None
@@ -403,7 +426,7 @@ class Farm:
         if self.store is None:
             return
         ref = self.store.reference_cpu(profile.id, runtime_version(profile), profile.threads)
-        cpu = cpu or cpu_model()
+        cpu = cpu or cpu_id()
         if ref and ref != cpu:
             raise MachineMismatch(f"device {profile.id}: the store {self.store.path} holds its measurements from a {ref}, "
                                   f"this machine is a {cpu}: another device; measure into another store (--store) "
@@ -421,7 +444,7 @@ class Farm:
                     runtime_version=runtime_version(profile), input_shape="x".join(map(str, net.input_shape)),
                     threads=profile.threads, precision=profile.precision, config=net.config_dict(),
                     source=f"measured:{socket.gethostname()}")
-        env = {"cpu": cpu_model(), "cpus": os.cpu_count(), "hostname": socket.gethostname(),
+        env = {"cpu": cpu_model(), "cpu_id": cpu_id(), "cpus": os.cpu_count(), "hostname": socket.gethostname(),
                "python": platform.python_version(), "backend": profile.backend, "protocol": asdict(self.protocol)}
         if net.config_dict() is None:
             env["model"] = net.spec

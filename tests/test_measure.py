@@ -6,7 +6,7 @@ import pytest
 
 from device_farm import Measurement, MeasurementStore, get_profile
 from device_farm.measure import (CANDLE, CANDLES, LOW_QUANTILES, Farm, MachineMismatch, MeasureProtocol, _closest_pair,
-                                 cpu_model, normalised_ms, onnx_path_for)
+                                 cpu_id, cpu_model, normalised_ms, onnx_path_for)
 from search_space import PRESETS
 
 #: Quicker protocols than the default so the suite stays short; the default is exercised by bench/farm_noise.py.
@@ -88,18 +88,19 @@ def test_a_store_measured_on_another_cpu_is_another_device_and_its_unit_is_never
     same device id) is kept as failed, never normalised with these references."""
     profile = get_profile("host")
     m = farm.measure(SMALL, profile)
-    assert m.status == "ok" and farm.store.reference_cpu("host", m.runtime_version, 1) == cpu_model() == m.env["cpu"]
+    assert m.status == "ok" and farm.store.reference_cpu("host", m.runtime_version, 1) == cpu_id() == m.env["cpu_id"]
+    assert m.env["cpu"] == cpu_model() and cpu_id().startswith(cpu_model())
     farm.check_machine(profile)  # this machine: nothing to say
     with pytest.raises(MachineMismatch, match="another device") as e:
         farm.check_machine(profile, cpu="Some Other CPU @ 1.0GHz")
-    assert "\n" not in str(e.value) and cpu_model() in str(e.value) and "--store" in str(e.value)
+    assert "\n" not in str(e.value) and cpu_id() in str(e.value) and "--store" in str(e.value)
     other = Measurement.from_dict({**m.to_dict(), "arch_id": "0" * 12, "norm_ms": None,
-                                   "env": {**m.env, "cpu": "Some Other CPU @ 1.0GHz"}})
+                                   "env": {**m.env, "cpu_id": "Some Other CPU @ 1.0GHz"}})
     farm.record(other)
     (stored,) = farm.store.query(arch_id="0" * 12)
     assert stored.status == "failed" and stored.norm_ms is None and "another device" in stored.error
     assert stored.median_ms == m.median_ms  # the timings are kept
-    assert farm.store.reference_cpu("host", m.runtime_version, 1) == cpu_model()
+    assert farm.store.reference_cpu("host", m.runtime_version, 1) == cpu_id()
 
 
 def test_sessions_are_judged_by_their_closest_pair():
