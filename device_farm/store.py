@@ -61,18 +61,13 @@ CREATE TABLE IF NOT EXISTS candle_references (
   PRIMARY KEY (device, runtime_version, threads, candle)
 )"""
 
-_MEMORY_DDL = """
-CREATE TABLE IF NOT EXISTS memory_references (
-  device TEXT NOT NULL, runtime_version TEXT NOT NULL, threads INTEGER NOT NULL, ratio REAL NOT NULL,
-  created_at TEXT NOT NULL DEFAULT (datetime('now')),
-  PRIMARY KEY (device, runtime_version, threads)
-)"""
-
-_MACHINE_DDL = """
-CREATE TABLE IF NOT EXISTS reference_machines (
-  device TEXT NOT NULL, runtime_version TEXT NOT NULL, threads INTEGER NOT NULL, cpu TEXT NOT NULL,
-  created_at TEXT NOT NULL DEFAULT (datetime('now')),
-  PRIMARY KEY (device, runtime_version, threads)
+#: Facts about a device's measurements fixed once, like its reference candles: ``memory_ratio`` (the
+#: memory probe's usual ratio) and ``cpu`` (the CPU the references were measured on).
+_DEVICE_FACTS_DDL = """
+CREATE TABLE IF NOT EXISTS device_facts (
+  device TEXT NOT NULL, runtime_version TEXT NOT NULL, threads INTEGER NOT NULL, name TEXT NOT NULL,
+  value TEXT NOT NULL, created_at TEXT NOT NULL DEFAULT (datetime('now')),
+  PRIMARY KEY (device, runtime_version, threads, name)
 )"""
 
 _ANCHOR_DDL = """
@@ -108,8 +103,7 @@ class MeasurementStore:
                     con.execute(f"ALTER TABLE measurements ADD COLUMN {c} {_TYPES.get(c, 'REAL' if c in _REAL else 'TEXT')}")
             con.execute(_OPS_DDL)
             con.execute(_REF_DDL)
-            con.execute(_MEMORY_DDL)
-            con.execute(_MACHINE_DDL)
+            con.execute(_DEVICE_FACTS_DDL)
             con.executescript(_ANCHOR_DDL)
             con.execute("CREATE INDEX IF NOT EXISTS by_device ON measurements (device, status)")
 
@@ -205,36 +199,37 @@ class MeasurementStore:
                                "runtime_version = ? AND threads = ?", (device, runtime_version, threads)).fetchall()
         return {r[0]: float(r[1]) for r in rows}
 
+    def device_fact(self, device: str, runtime_version: str, threads: int, name: str,
+                    propose: str | None = None) -> str | None:
+        """A fact about the device's measurements in this store (``name`` -> text), or None: set once, by
+        the first call that ``propose``s it, and never changed, like the reference candles."""
+        with closing(self._connect()) as con, con:
+            if propose:
+                con.execute("INSERT OR IGNORE INTO device_facts (device, runtime_version, threads, name, value) "
+                            "VALUES (?, ?, ?, ?, ?)", (device, runtime_version, threads, name, propose))
+            row = con.execute("SELECT value FROM device_facts WHERE device = ? AND runtime_version = ? AND "
+                              "threads = ? AND name = ?", (device, runtime_version, threads, name)).fetchone()
+        return row[0] if row else None
+
     def memory_reference(self, device: str, runtime_version: str, threads: int,
                          propose: float | None = None) -> float | None:
         """The device's usual memory-probe ratio (a large copy's time over the base candle's), or None.
 
-        Set once, by the first call that ``propose``s one (the first clean measurement that timed the
-        probe), and never changed, like the reference candles: a session whose ratio lies well above
+        Fixed by the first clean measurement that timed the probe: a session whose ratio lies well above
         it ran beside a neighbour on the memory system (:class:`device_farm.measure.MeasureProtocol`).
         """
-        with closing(self._connect()) as con, con:
-            if propose is not None and propose > 0:
-                con.execute("INSERT OR IGNORE INTO memory_references (device, runtime_version, threads, ratio) "
-                            "VALUES (?, ?, ?, ?)", (device, runtime_version, threads, float(propose)))
-            row = con.execute("SELECT ratio FROM memory_references WHERE device = ? AND runtime_version = ? AND "
-                              "threads = ?", (device, runtime_version, threads)).fetchone()
-        return float(row[0]) if row else None
+        v = self.device_fact(device, runtime_version, threads, "memory_ratio",
+                             repr(float(propose)) if propose is not None and propose > 0 else None)
+        return float(v) if v is not None else None
 
     def reference_cpu(self, device: str, runtime_version: str, threads: int, propose: str | None = None) -> str | None:
-        """The CPU model the device's references were measured on, or None (set once, by the first call
-        that ``propose``s one: the device's first clean local measurement in this store).
+        """The CPU the device's references were measured on (:func:`device_farm.measure.cpu_id`), or None.
 
-        A device id names one machine; a store carried to another machine (or a cloud machine that
-        came back on another CPU) would otherwise normalise that machine's timings with the first
-        one's references, one unit for two devices (:meth:`device_farm.measure.Farm.check_machine`)."""
-        with closing(self._connect()) as con, con:
-            if propose:
-                con.execute("INSERT OR IGNORE INTO reference_machines (device, runtime_version, threads, cpu) "
-                            "VALUES (?, ?, ?, ?)", (device, runtime_version, threads, propose))
-            row = con.execute("SELECT cpu FROM reference_machines WHERE device = ? AND runtime_version = ? AND "
-                              "threads = ?", (device, runtime_version, threads)).fetchone()
-        return row[0] if row else None
+        Fixed by the device's first clean local measurement. A device id names one machine; a store carried
+        to another machine (or a cloud machine that came back on another CPU) would otherwise normalise
+        that machine's timings with the first one's references, one unit for two devices
+        (:meth:`device_farm.measure.Farm.check_machine`)."""
+        return self.device_fact(device, runtime_version, threads, "cpu", propose)
 
     def anchor_references(self, device: str, runtime_version: str, threads: int) -> dict[str, float]:
         """The device's anchors' reference ``norm_ms`` (arch_id -> ms), fixed at its first anchor check."""

@@ -287,7 +287,6 @@ def run(req: dict[str, Any]) -> dict[str, Any]:
         result["times_ms"] = _interleaved(sess, feed, candles, req, result)
         if probe:
             result["memory_probe_ms"] = before + probe(runs)
-            del probe
     else:
         result["times_ms"] = _before_after(sess, feed, candle, candle_feed, req, result)
     result["load_after"] = os.getloadavg()[0]
