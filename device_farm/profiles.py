@@ -95,6 +95,12 @@ class DeviceProfile:
             facts = [f"{k} {cal[k]}" for k in CALIBRATION_FACTS if cal.get(k)]
             where = cal.get("measured_on", "")
             return f"{where}: " * bool(where) + "; ".join(facts)
+        return self.live_summary()
+
+    def live_summary(self) -> str:
+        """One line: what a measurement taken through this profile means (its runtime, threads, precision
+        and delegate), whatever data the shipped calibration came from: the meaning of figures measured
+        or calibrated on the user's own device."""
         delegate = f", delegate {self.delegate}" if self.delegate else ""
         return f"{self.runtime} on {self.name}, {self.threads} thread(s), {self.precision}{delegate}"
 

@@ -270,7 +270,7 @@ def compare(device: str, farm, out_dir: str | Path, family_json: str | Path | No
         e.on_front = bool(f)
     verdict = _verdict(entries)
     out_dir = Path(out_dir)
-    meaning = profile.calibration_summary()
+    meaning = profile.live_summary()  # measured here and now through the profile, never the shipped data
     n_ok = sum(e.latency_ms is not None for e in entries)
     on = [k for k, v in verdict.items() if v["on_front_all"]]
     summary = (f"{device}: {n_ok} networks measured; EdgeViT on the front: {', '.join(on) or 'none'}\n{meaning}")

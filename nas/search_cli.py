@@ -243,15 +243,26 @@ def _front_rows(front: list, limit: int = 12) -> list:
     return [front[i] for i in sorted(idx)]
 
 
-def _figure_meaning(device: str) -> str:
-    """What a latency of ``device`` stands for: runtime, threads, cores and delegate of its data (the profile's
-    ``calibration_summary``)."""
+def _figure_meaning(device: str, root: str = "runs/predictors") -> str:
+    """What a latency of ``device`` stands for: runtime, threads, cores and delegate of the data its model
+    rests on. The profile's ``calibration_summary`` describes the shipped data (nn-Meter's phones); a model
+    the user calibrated on their own device (``nas farm calibrate``: few-shot or block-transfer) rests on
+    measurements taken through the profile, so its figures mean the profile's live settings."""
     from device_farm import ProfileError, get_profile
+    from predictors.latency import load_device_model
 
     try:
-        return get_profile(device).calibration_summary()
+        profile = get_profile(device)
     except ProfileError:
         return "unknown (no device profile)"
+    try:
+        model = load_device_model(device, root, fit_missing=False)
+    except (OSError, ValueError):  # no saved model (NoDataError is a ValueError) or an unreadable one
+        model = None
+    if model is not None and model.source in ("few-shot", "block-transfer"):
+        return (f"{profile.live_summary()} -- calibrated here ({model.source}, {model.created_at[:10]}): "
+                f"{model.calibration}")
+    return profile.calibration_summary()
 
 
 def print_result(con, result) -> int:
@@ -278,7 +289,7 @@ def print_result(con, result) -> int:
             r = candidate_row(c, dom, unit)
             t.add_row(name + ("" if c.feasible else " (over budget)"), *(r[k] for k in cols[1:]), style="dim")
     con.print(t)
-    con.print(f"a latency of {cfg.device} means: {_figure_meaning(cfg.device)}")
+    con.print(f"a latency of {cfg.device} means: {_figure_meaning(cfg.device, cfg.predictor_root)}")
     if result.measured:
         m = Table(title=f"predicted against measured on {cfg.device}")
         for col in ("id", "status", "predicted ms", "refit ms", "measured ms", "error", "within budget"):

@@ -55,6 +55,10 @@ def test_calibrating_a_new_local_device_against_the_host_model(tmp_path, monkeyp
     assert adapter.base_names_ == ("host", "local:operators") and adapter.n_train_ == clean >= 5 and path.exists()
     model = load_device_model("box", root)
     assert model.source == "few-shot" and f"{clean} measurements on box" in model.calibration
+    from nas.search_cli import _figure_meaning  # what `nas search --device box` says its figures mean
+
+    assert _figure_meaning("box", root).startswith("onnxruntime on Another box, 1 thread(s)")
+    assert f"calibrated here (few-shot, {model.created_at[:10]}): {clean} measurements on box" in _figure_meaning("box", root)
     # "box" is this very CPU, so the calibrated model must rank the shipped host measurements well.
     cfgs, y, _ = dataset(shipped, "host")
     mean, std = model.predict(cfgs)

@@ -2,11 +2,11 @@
 import pytest
 
 from device_farm import MeasurementStore, get_profile
-from device_farm.measure import Farm, MeasureProtocol, onnx_path_for
+from device_farm.measure import Farm, onnx_path_for
 from search_space import PRESETS, ConfigError
 from search_space.networks import EdgeViTNetwork, TimmNetwork, as_network, load_network, spec_id
 
-QUICK = MeasureProtocol(session_seconds=1.0, rounds_min=6, ratio_ci=0.03, session_agreement=0.25, warmup_s=0.1)
+from test_measure import QUICK
 
 
 def test_timm_spec_defaults_to_the_pretrained_side_and_has_a_stable_id():

@@ -1,5 +1,7 @@
 """nn-Meter's blocks as a device measures them: PyTorch blocks counted as the tables count them, the
 stratified key choice, and a new phone's table from <= 20 measured blocks (issue #14)."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -150,11 +152,12 @@ def test_weight_traffic_is_measured_by_the_farm_and_resumes(tmp_path):
     """Four real chains measured through the farm (onnxruntime here: the function is the same for LiteRT
     and a phone); the cost per MB is the difference of two slopes, and a rerun takes the stored rows."""
     from device_farm import MeasurementStore, get_profile
-    from device_farm.measure import Farm, MeasureProtocol
+    from device_farm.measure import Farm
     from predictors.latency.phone.device_table import measure_weight_traffic
 
-    quick = MeasureProtocol(session_seconds=0.5, rounds_min=6, ratio_ci=0.03, session_agreement=0.25, warmup_s=0.1)
-    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), tmp_path / "cache", protocol=quick)
+    from test_measure import QUICK
+
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), tmp_path / "cache", protocol=QUICK)
     host = get_profile("host")
     r = measure_weight_traffic(farm, host, width=128, depths=(1, 2, 16, 32))
     ms = {int(k): v for k, v in r["latency_ms"].items()}
@@ -175,14 +178,15 @@ def test_a_new_device_from_a_few_measured_blocks_gets_a_saved_phone_block_model(
     onto them, the block model fitted and saved as the device's latency model, its table beside it;
     the measured blocks keep their measured values; bad sources are refused before anything is measured."""
     from device_farm import MeasurementStore
-    from device_farm.measure import Farm, MeasureProtocol
+    from device_farm.measure import Farm
     from predictors.latency import load_device_model
     from predictors.latency.device import calibrate_device_blocks
     from predictors.latency.phone.device_table import read_table
     from search_space import PRESETS
 
-    quick = MeasureProtocol(session_seconds=0.5, rounds_min=6, ratio_ci=0.03, session_agreement=0.25, warmup_s=0.1)
-    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), tmp_path / "cache", protocol=quick)
+    from test_measure import QUICK
+
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), tmp_path / "cache", protocol=QUICK)
     root = tmp_path / "predictors"
     with pytest.raises(ValueError, match="sources=nope: allowed: "):
         calibrate_device_blocks("host", farm, root=root, sources=["nope"])
@@ -205,3 +209,12 @@ def test_a_new_device_from_a_few_measured_blocks_gets_a_saved_phone_block_model(
     # what was measured is in the store (the three blocks and the per-call overhead model), so a rerun
     # resumes from it (measure_block_table's reuse)
     assert len(farm.store.query(device="host")) == 4 and path == root / "host-latency.json"
+    # what `nas search` prints a figure means: a phone calibrated by the user (here the saved model under
+    # s21's id) means the profile's own runtime on the user's phone, never nn-Meter's shipped data
+    from nas.search_cli import _figure_meaning
+
+    assert "benchmark_model" in _figure_meaning("s21", tmp_path / "nothing saved")
+    doc = json.loads(path.read_text())
+    (root / "s21-latency.json").write_text(json.dumps({**doc, "device": "s21"}))
+    line = _figure_meaning("s21", root)
+    assert line.startswith("tflite on ") and "calibrated here (block-transfer" in line and "benchmark_model" not in line
