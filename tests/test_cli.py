@@ -100,6 +100,9 @@ def test_predictor_train_show_predict_on_real_measurements(tmp_path):
     assert "(chosen)" in train.stdout and out.exists()
     show = nas("predictor", "show", str(out)).stdout
     assert "method kernel" in show and "287" in show and "kernel costs" in show
+    # beside the figures, the instrument's repeat over every recorded pair (bench/farm_noise.py --tally)
+    tally = json.loads((Path(__file__).parents[1] / "bench" / "results" / "farm_noise_tally.json").read_text())
+    assert f"within 1.5% / 4% on {tally['met']} of {tally['pairs']} pairs" in " ".join(show.split())
     energy = nas("predictor", "train", "--device", "host", "--store", str(store), "--target", "energy", check=False)
     assert energy.returncode == 2 and "no energy measurements" in energy.stderr
 

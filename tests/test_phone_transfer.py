@@ -148,7 +148,7 @@ def test_weight_stream_network_counts_its_weights_and_refuses_bad_sizes():
         WeightStreamNetwork(0)
 
 
-def test_weight_traffic_is_measured_by_the_farm_and_resumes(tmp_path):
+def test_weight_traffic_is_measured_by_the_farm_and_resumes(tmp_path, onnx_cache):
     """Four real chains measured through the farm (onnxruntime here: the function is the same for LiteRT
     and a phone); the cost per MB is the difference of two slopes, and a rerun takes the stored rows."""
     from device_farm import MeasurementStore, get_profile
@@ -157,7 +157,7 @@ def test_weight_traffic_is_measured_by_the_farm_and_resumes(tmp_path):
 
     from test_measure import QUICK
 
-    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), tmp_path / "cache", protocol=QUICK)
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), onnx_cache, protocol=QUICK)  # the suite's export cache: candles exported once
     host = get_profile("host")
     r = measure_weight_traffic(farm, host, width=128, depths=(1, 2, 16, 32))
     ms = {int(k): v for k, v in r["latency_ms"].items()}
@@ -172,7 +172,7 @@ def test_weight_traffic_is_measured_by_the_farm_and_resumes(tmp_path):
         measure_weight_traffic(farm, host, depths=(8, 2, 48, 96))
 
 
-def test_a_new_device_from_a_few_measured_blocks_gets_a_saved_phone_block_model(tmp_path):
+def test_a_new_device_from_a_few_measured_blocks_gets_a_saved_phone_block_model(tmp_path, onnx_cache):
     """``nas farm calibrate --blocks``'s function on a real device (onnxruntime here; a phone over adb
     runs the same blocks): the chosen blocks are measured through the farm, the phones' tables mapped
     onto them, the block model fitted and saved as the device's latency model, its table beside it;
@@ -186,7 +186,7 @@ def test_a_new_device_from_a_few_measured_blocks_gets_a_saved_phone_block_model(
 
     from test_measure import QUICK
 
-    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), tmp_path / "cache", protocol=QUICK)
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), onnx_cache, protocol=QUICK)  # the suite's export cache: candles exported once
     root = tmp_path / "predictors"
     with pytest.raises(ValueError, match="sources=nope: allowed: "):
         calibrate_device_blocks("host", farm, root=root, sources=["nope"])

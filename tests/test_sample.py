@@ -1,5 +1,6 @@
 """`farm sample`: resumable after an interrupt, through Ray or not."""
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -7,7 +8,7 @@ import sys
 import time
 
 from device_farm import MeasurementStore, get_profile
-from device_farm.measure import Farm
+from device_farm.measure import CANDLES, Farm, onnx_path_for
 from device_farm.sample import plan, sample_and_measure
 
 from test_measure import QUICK
@@ -40,8 +41,11 @@ def test_sampling_through_ray_stores_on_the_driver(tmp_path, ray_local, onnx_cac
     assert {m.arch_id for m in farm.store} == {c.arch_id for c in plan(2, seed=SEED_RAY)}
 
 
-def test_kill_9_during_sample_loses_at_most_the_measurement_in_flight(tmp_path):
+def test_kill_9_during_sample_loses_at_most_the_measurement_in_flight(tmp_path, onnx_cache):
     store = tmp_path / "m.sqlite"
+    (tmp_path / "onnx").mkdir()  # the CLI's export cache, beside its store: the candles exported once for the suite
+    for c in CANDLES:
+        shutil.copy(onnx_path_for(c, onnx_cache), tmp_path / "onnx")
     cmd = [sys.executable, "-m", "nas", "farm", "sample", "--device", "host", "-n", "2", "--seed", str(SEED_KILL), "--quick",
            "--store", str(store)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
