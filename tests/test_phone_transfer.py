@@ -1,5 +1,6 @@
 """nn-Meter's blocks as a device measures them: PyTorch blocks counted as the tables count them, the
 stratified key choice, and a new phone's table from <= 20 measured blocks (issue #14)."""
+import dataclasses
 import json
 
 import numpy as np
@@ -157,7 +158,8 @@ def test_weight_traffic_is_measured_by_the_farm_and_resumes(tmp_path, onnx_cache
 
     from test_measure import QUICK
 
-    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), onnx_cache, protocol=QUICK)  # the suite's export cache: candles exported once
+    one = dataclasses.replace(QUICK, sessions=1, max_sessions=2)  # what is checked is the slopes' arithmetic and the resume
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), onnx_cache, protocol=one)  # the suite's export cache: candles exported once
     host = get_profile("host")
     r = measure_weight_traffic(farm, host, width=128, depths=(1, 2, 16, 32))
     ms = {int(k): v for k, v in r["latency_ms"].items()}
