@@ -272,6 +272,14 @@ def recorded_pairs(root: Path = RESULTS) -> list[dict]:
     return sorted(rows, key=lambda r: r["date"])
 
 
+def tally(rows: list[dict]) -> dict:
+    """The recorded pairs in one record: their ranges and on how many the target held."""
+    med, p90 = [r["median"] for r in rows], [r["p90"] for r in rows]
+    return {"pairs": len(rows), "met": sum(r["met"] for r in rows), "target": {"median": TARGET[0], "p90": TARGET[1]},
+            "median_range": [min(med), max(med)], "p90_range": [min(p90), max(p90)],
+            "first": rows[0]["date"], "last": rows[-1]["date"], "per_pair": rows}
+
+
 def print_tally(rows: list[dict]) -> None:
     print(f"{'pair':34} {'date (UTC)':17} {'cpu':28} {'n':>3} {'median':>8} {'p90':>8}  target")
     for r in rows:
@@ -305,11 +313,7 @@ def main() -> None:
     if args.tally:
         rows = recorded_pairs()
         print_tally(rows)
-        med, p90 = [r["median"] for r in rows], [r["p90"] for r in rows]
-        write_result("farm_noise_tally", {  # what `nas predictor show --device host` prints beside its figures
-            "pairs": len(rows), "met": sum(r["met"] for r in rows), "target": {"median": TARGET[0], "p90": TARGET[1]},
-            "median_range": [min(med), max(med)], "p90_range": [min(p90), max(p90)],
-            "first": rows[0]["date"], "last": rows[-1]["date"], "per_pair": rows})
+        write_result("farm_noise_tally", tally(rows))  # what `nas predictor show --device host` prints
         return
     if args.pass_:
         run_pass(args.work, args.pass_, args.n, args.seed, args.protocols, args.which)

@@ -15,9 +15,10 @@ the same data in the same run:
 
 Truth: ``norm_ms`` (interleaved candle protocol, issue #13) where measured, else the raw median.
 The instrument's repeat over every recorded ``bench/results/farm_noise*.json`` pair is printed beside
-(its range, and on how many pairs issue #13's target held): no predictor can be checked to better than it. Targets (issue #13) on the held-out set after one rescale: >= 95 % within
-10 %, >= 75 % within 5 %, Kendall tau >= 0.97, better than both baselines on every column. Then
-prediction throughput for 10,000 candidates.
+(its range, and on how many pairs issue #13's target held): no predictor can be checked to better than
+it. Targets (issue #13) on the held-out set after one rescale: >= 95 % within 10 %, >= 75 % within
+5 %, Kendall tau >= 0.97, better than both baselines on every column. Then prediction throughput for
+10,000 candidates.
 
 **A second measurement of the held-out networks** (``--repeat``: a store or CSV of the same networks
 measured again later in a separate process, against the same reference candles; by default the shipped
@@ -94,17 +95,13 @@ def repeat_truth(path: Path, device: str, held_ids: list[str], first: np.ndarray
 
 
 def recorded_repeat_pairs() -> dict | None:
-    """The instrument's repeat over every recorded ``bench/farm_noise.py`` pair (``farm_noise.recorded_pairs``,
-    the stored definition in one unit): one pair is one machine state, so the range over all of them is
-    the honest ceiling beside these figures, not the latest or best pair."""
-    from farm_noise import recorded_pairs
+    """The instrument's repeat over every recorded ``bench/farm_noise.py`` pair (the stored definition in
+    one unit): one pair is one machine state, so the range over all of them is the honest ceiling beside
+    these figures, not the latest or best pair."""
+    from farm_noise import recorded_pairs, tally
 
     rows = recorded_pairs(RESULTS)
-    if not rows:
-        return None
-    med, p90 = [r["median"] for r in rows], [r["p90"] for r in rows]
-    return {"pairs": len(rows), "median_range": [min(med), max(med)], "p90_range": [min(p90), max(p90)],
-            "met": sum(r["met"] for r in rows), "per_pair": rows}
+    return tally(rows) if rows else None
 
 
 def main() -> None:
