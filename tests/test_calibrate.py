@@ -65,8 +65,8 @@ def test_calibrating_a_new_local_device_against_the_host_model(tmp_path, monkeyp
     # "box" is this very CPU, so the calibrated model must rank the shipped host measurements well.
     cfgs, y, _ = dataset(shipped, "host")
     mean, std = model.predict(cfgs)
-    # rho 0.996 run alone (twice, 2026-12-03); 0.939 once beside the suite's other worker: ten single-session
-    # shots on a loaded core. A broken path (a sign, a base lost to a constant) falls far below 0.9.
-    assert spearmanr(mean, y)[0] > 0.9 and np.all(std > 0)
+    # rho 0.996 run alone (twice, 2026-12-03); 0.939 once beside the suite's other worker when a shot could
+    # not replace a session set aside (max_sessions=1 then)
+    assert spearmanr(mean, y)[0] > 0.95 and np.all(std > 0)
     with pytest.raises(ValueError, match="must not contain"):
         calibrate_device("box", farm, n=10, root=root, bases=["box"])
