@@ -205,6 +205,14 @@ def attention_subsets(kept: list, table: dict) -> dict[str, np.ndarray]:
     return {"attn_in": ~beyond, "attn_beyond": beyond}
 
 
+def grid_subsets(kept: list, table: dict) -> dict[str, np.ndarray]:
+    """The attention subsets and the kernel-7 ones (nn-Meter's conv blocks have kernels 3 and 5 only),
+    and ``in_grid``: neither, the networks a phone table covers without extrapolating (twelfth round)."""
+    k7 = np.array([has_kernel7_local_agg(c) for c in kept], bool)
+    attn = attention_subsets(kept, table)
+    return {"k7_local": k7, "no_k7": ~k7, **attn, "in_grid": ~k7 & attn["attn_in"]}
+
+
 def subset_rows(label: str, truth: np.ndarray, pred: np.ndarray, subsets: dict[str, np.ndarray], out: dict) -> None:
     """``pred`` judged on every subset of >= 3 networks (each with its own scalar): into ``out[f"{label}_{name}"]``, printed."""
     for name, idx in subsets.items():
@@ -253,9 +261,7 @@ def judge(device: str, table: dict, kept: list, meas: np.ndarray, sets: np.ndarr
     for s in ("random", "held_out"):
         idx = sets == s
         entry[s] = rescaled(meas[idx], p[idx])
-    # nn-Meter's conv blocks have kernels 3 and 5 only: networks with a kernel-7 LocalAgg apart
-    k7 = np.array([has_kernel7_local_agg(c) for c in kept])
-    for name, idx in (("k7_local", k7), ("no_k7", ~k7), *attention_subsets(kept, base or table).items()):
+    for name, idx in grid_subsets(kept, base or table).items():
         if idx.sum() >= 3:
             entry[name] = rescaled(meas[idx], p[idx])
     return entry
@@ -453,11 +459,11 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
     for label, (mapping, tab, weight) in vs.items():
         e = out["mappings"][label] = judge(device, tab, kept, meas, sets, mapping, weight, base=table)
         row(f"phone model, {label}", e["all"])
-        for s in ("random", "held_out", "k7_local", "no_k7", "attn_in", "attn_beyond"):
+        for s in ("random", "held_out", "k7_local", "no_k7", "attn_in", "attn_beyond", "in_grid"):
             if s in e:
                 row("", e[s], s)
     row("MACs (one scalar)", out["baselines"]["macs"])
-    subsets = attention_subsets(kept, table)
+    subsets = grid_subsets(kept, table)
     subset_rows("macs", meas, macs, subsets, out["baselines"])
     row("linear MACs+params (CV)", out["baselines"]["linear_macs_params_cv5"])
     if instrument is not None:
@@ -727,11 +733,11 @@ def main() -> None:
             entry["clean_only"] = rescaled(meas[cl], np.array(entry["predicted_ms"])[cl])
         results["mappings"][label] = entry
         row(f"phone model, {label}", entry["all"])
-        for s in ("random", "held_out", "clean_only", "k7_local", "no_k7", "attn_in", "attn_beyond"):
+        for s in ("random", "held_out", "clean_only", "k7_local", "no_k7", "attn_in", "attn_beyond", "in_grid"):
             if s in entry:
                 row("", entry[s], s)
     row("MACs (one scalar)", results["baselines"]["macs"])
-    subset_rows("macs", meas, macs, attention_subsets(kept, table), results["baselines"])
+    subset_rows("macs", meas, macs, grid_subsets(kept, table), results["baselines"])
     row("linear MACs+params (CV)", results["baselines"]["linear_macs_params_cv5"])
     print("  ratio: median measured / predicted (the one scalar); <=10 %, <=5 %: after it; tau, rho: ranks")
 

@@ -186,7 +186,11 @@ def test_anchor_checks_fix_the_unit_once_and_correct_later_measurements(tmp_path
     assert m1.status == "ok", m1.error
     refs = farm.store.anchor_references("host", m1.runtime_version, 1)
     assert len(refs) == 2 and m1.env["anchor"]["k"] == 1.0  # the first check is the unit
-    m2 = farm.measure(SMALL, get_profile("host"))
+    for _ in range(3):  # a second measurement disturbed beside the other test worker has no norm_ms: again
+        m2 = farm.measure(SMALL, get_profile("host"))
+        if m2.status == "ok":
+            break
+    assert m2.status == "ok", m2.error
     k = m2.env["anchor"]["k"]
     assert k != 1.0 and 0.7 < k < 1.4 and m2.env["anchor"]["n"] == 2
     cand = farm.store.candle_references("host", m2.runtime_version, 1)

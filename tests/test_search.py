@@ -205,8 +205,17 @@ def test_measured_winner_over_budget_is_never_the_winner(tmp_path, host_root, mo
     assert "Predicted against measured" in (res.run_dir / "report.md").read_text()
 
 
-def test_measure_in_the_loop_on_the_host(tmp_path, host_root, host_store):
-    """Real onnxruntime measurement of the winner, stored, and the host model retrained on the store."""
+def test_measure_in_the_loop_on_the_host(tmp_path, monkeypatch, host_root, host_store, onnx_cache):
+    """Real onnxruntime measurement of the winner, stored, and the host model retrained on the store.
+    The farm is the real one with the suite's short protocol and export cache (the default protocol's
+    3 s sessions made this the suite's longest search test; the instrument has its own tests)."""
+    import functools
+
+    import device_farm.measure
+    from test_measure import QUICK
+
+    monkeypatch.setattr(device_farm.measure, "Farm",
+                        functools.partial(device_farm.measure.Farm, cache_dir=onnx_cache, protocol=QUICK))
     root, store = tmp_path / "pred", tmp_path / "m.sqlite"
     shutil.copytree(host_root, root)
     shutil.copy(host_store, store)
