@@ -301,8 +301,10 @@ class Farm:
         anchors = reference_set(self.protocol.anchors)
         refs = self.store.anchor_references(profile.id, rv, threads)
         now: dict[str, float] = {}
-        saved = self.protocol  # one session per anchor: their median over several anchors is what counts
-        self.protocol = dataclasses.replace(saved, sessions=1, max_sessions=1, profile_ops=False)
+        # one clean session per anchor (their median over several anchors is what counts); up to three, so
+        # that a session the memory probe sets aside is replaced rather than losing the anchor for the check
+        saved = self.protocol
+        self.protocol = dataclasses.replace(saved, sessions=1, max_sessions=3, profile_ops=False)
         try:
             results = [(cfg, self._measure_local(as_network(cfg), profile, None)) for cfg in anchors]
         finally:

@@ -182,13 +182,20 @@ def test_anchor_checks_fix_the_unit_once_and_correct_later_measurements(tmp_path
     and every normalised latency carries the factor of the check before it (issue #13)."""
     p = dataclasses.replace(QUICK, anchors=2, anchor_every_s=0.0)  # every measurement checks again
     farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), onnx_cache, protocol=p)
-    m1 = farm.measure(SMALL, get_profile("host"))
+    # Anchors are timed in one session each: one set aside beside the other test worker's memory traffic
+    # leaves the check without references (first) or without a factor (later), and a disturbed
+    # measurement has no norm_ms. Each is measured again, up to three times (two runs failed so on
+    # 2026-12-03, a slow evening).
+    for _ in range(3):
+        m1 = farm.measure(SMALL, get_profile("host"))
+        refs = farm.store.anchor_references("host", m1.runtime_version, 1)
+        if m1.status == "ok" and len(refs) == 2:
+            break
     assert m1.status == "ok", m1.error
-    refs = farm.store.anchor_references("host", m1.runtime_version, 1)
     assert len(refs) == 2 and m1.env["anchor"]["k"] == 1.0  # the first check is the unit
-    for _ in range(3):  # a second measurement disturbed beside the other test worker has no norm_ms: again
+    for _ in range(3):
         m2 = farm.measure(SMALL, get_profile("host"))
-        if m2.status == "ok":
+        if m2.status == "ok" and m2.env["anchor"]["n"] == 2:
             break
     assert m2.status == "ok", m2.error
     k = m2.env["anchor"]["k"]
