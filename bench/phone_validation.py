@@ -205,6 +205,32 @@ def attention_subsets(kept: list, table: dict) -> dict[str, np.ndarray]:
     return {"attn_in": ~beyond, "attn_beyond": beyond}
 
 
+def compare_tables(old_path: str, new_path: str) -> dict:
+    """Two block tables of one device id, block by block on their common keys: the ratio new / old, and
+    how well one factor explains it (on one CPU one factor should leave only the blocks' own repeat;
+    factors that differ by block type say another machine). The twelfth round found the 2026-12-02
+    "AMD EPYC" table to be another machine this way."""
+    old, new = read_table(old_path), read_table(new_path)
+    keys = sorted(set(old) & set(new))
+    if not keys:
+        raise SystemExit(f"--compare-tables: {old_path} and {new_path} share no block key")
+    r = np.array([new[k] / old[k] for k in keys])
+    dev = np.abs(r / np.median(r) - 1)
+    out = {"old": old_path, "new": new_path, "n": len(keys), "ratio_median": float(np.median(r)),
+           "ratio_p10": float(np.percentile(r, 10)), "ratio_p90": float(np.percentile(r, 90)),
+           "within_10_after_factor": float(np.mean(dev <= 0.10)), "median_dev_after_factor": float(np.median(dev)),
+           "p90_dev_after_factor": float(np.percentile(dev, 90)), "per_type": {}}
+    print(f"{len(keys)} common blocks; new / old ratio median {out['ratio_median']:.3f} (p10 {out['ratio_p10']:.3f}, "
+          f"p90 {out['ratio_p90']:.3f}); after that one factor {out['within_10_after_factor']:.1%} within 10 %, "
+          f"median {out['median_dev_after_factor']:.1%}, p90 {out['p90_dev_after_factor']:.1%}")
+    for t in sorted({k.split("_", 1)[0] for k in keys}):
+        rt = np.array([new[k] / old[k] for k in keys if k.split("_", 1)[0] == t])
+        out["per_type"][t] = {"n": len(rt), "ratio_median": float(np.median(rt))}
+        print(f"  {t:<10} n={len(rt):>3} ratio median {np.median(rt):.3f} (p10 {np.percentile(rt, 10):.3f}, "
+              f"p90 {np.percentile(rt, 90):.3f})")
+    return out
+
+
 def grid_subsets(kept: list, table: dict) -> dict[str, np.ndarray]:
     """The attention subsets and the kernel-7 ones (nn-Meter's conv blocks have kernels 3 and 5 only),
     and ``in_grid``: neither, the networks a phone table covers without extrapolating (twelfth round)."""
@@ -627,6 +653,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--cross-device", action="store_true", help="with --recorded: judge runs, repeats, extensions "
                                                                     "and the run's table measured on different CPUs "
                                                                     "(refused otherwise: not a same-device check)")
+    ap.add_argument("--compare-tables", nargs=2, metavar=("OLD", "NEW"), help="no measurement: two block tables "
+                    "of one device id, block by block (one CPU, or another machine?); writes "
+                    "phone_validation_tables[_TAG].json")
     ap.add_argument("--repeat", type=Path, nargs="+", help="with --recorded: later runs of the same networks on the same "
                                                             "device (truth: the geometric mean of all; the instrument "
                                                             "row: the first run against the second)")
@@ -637,6 +666,9 @@ def main() -> None:
     args = parser().parse_args()
     if args.own_attention_kind:  # the kind every predictor of this run gives a table's own attention blocks
         phone_model.OWN_ATTENTION_KIND = args.own_attention_kind
+    if args.compare_tables:
+        write_result("phone_validation_tables" + (f"_{args.tag}" if args.tag else ""), compare_tables(*args.compare_tables))
+        return
     if args.recorded:
         recorded(args.recorded, args.mappings, args.table, args.repeat, args.extension,
                  f"_own_{args.own_attention_kind}" if args.own_attention_kind else "", args.cross_device)
