@@ -53,7 +53,7 @@ _RECIPE_SWITCHES = (("model_ema", "weight EMA"), ("amp", "mixed precision on CUD
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    from .train import TrainConfig
+    from .recipe import TrainConfig
 
     full = TrainConfig()
     p = groups.add_parser("train", help="train a configuration or a search's winners with the EdgeViT recipe",
@@ -171,7 +171,7 @@ def candidates(spec: str, pick: str | None, out: Path | None, dataset_name: str)
 
 # ---------------------------------------------------------------------------------------- command
 def _train_config(args: argparse.Namespace):
-    from .train import TrainConfig
+    from .recipe import TrainConfig
 
     changes = {name: getattr(args, name) for name, _, _ in _RECIPE_OPTIONS if getattr(args, name) is not None}
     changes.update({name: getattr(args, name) for name, _ in _RECIPE_SWITCHES if getattr(args, name) is not None})

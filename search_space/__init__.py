@@ -7,7 +7,6 @@ and from those to measurement (``device_farm``), prediction (``predictors``) and
 from .config import BLOCK_KINDS, ConfigError, EdgeViTConfig, StageConfig, load_config
 from .cost import Cost, StageCost, block_costs, cost
 from .graph import OP_KINDS, Op, operators, to_networkx
-from .model import EdgeViT, build_model
 from .presets import PRESETS, REFERENCE, edgevit_preset
 from .space import DEFAULT_SPACE, REFERENCE_SEED, RandomSuggester, SearchSpace, reference_set
 
@@ -36,3 +35,15 @@ __all__ = [
     "REFERENCE_SEED",
     "reference_set",
 ]
+
+
+def __getattr__(name: str):
+    """The PyTorch model on first use: ``import search_space`` for configurations, cost and sampling
+    stays free of torch and timm (about 4 s of import on 2 cores), so that ``nas --help``, the search
+    driver and the measuring workers start without them. ``search_space.model`` registers the
+    presets with timm when it is imported (by the first use of ``EdgeViT`` / ``build_model``)."""
+    if name in ("EdgeViT", "build_model"):
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -101,6 +101,8 @@ class TimmNetwork:
         """``timm:<name>`` or ``timm:<name>@<side>``; a one-line :class:`ConfigError` naming what is wrong."""
         import timm
 
+        from . import model as _registers_edgevit_with_timm  # noqa: F401  (timm:edgevit_xxs is a name too)
+
         body = spec[len(TIMM_PREFIX):] if spec.startswith(TIMM_PREFIX) else spec
         name, _, side = body.partition("@")
         name = name.split(".", 1)[0]  # a pretrained tag (name.tag) names the same architecture
@@ -142,6 +144,8 @@ class TimmNetwork:
         inference (FastViT, RepViT, MobileOne fuse their branches as deployed)."""
         import timm
         import torch
+
+        from . import model as _registers_edgevit_with_timm  # noqa: F401
 
         torch.manual_seed(seed)
         model = timm.create_model(self.model, pretrained=False, num_classes=1000).eval()

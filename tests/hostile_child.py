@@ -46,7 +46,12 @@ def _vm_size() -> int:
 
 
 def run(spec: dict) -> dict:
-    from nas.cli import main as nas  # imported first: the limits apply to the commands, not to loading torch
+    from nas.cli import main as nas
+    # The limits apply to the commands, not to loading torch: the CLI imports torch, timm and
+    # scikit-learn only when a command needs them, so they are loaded here, before any limit.
+    import device_farm.measure  # noqa: F401
+    import predictors.latency  # noqa: F401
+    import search_space.model  # noqa: F401
 
     out: dict = {}
     for step in spec["steps"]:

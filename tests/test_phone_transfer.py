@@ -158,7 +158,7 @@ def test_weight_traffic_is_measured_by_the_farm_and_resumes(tmp_path, onnx_cache
 
     from test_measure import QUICK
 
-    one = dataclasses.replace(QUICK, sessions=1, max_sessions=2)  # what is checked is the slopes' arithmetic and the resume
+    one = dataclasses.replace(QUICK, sessions=1, max_sessions=2, memory_probe_mib=0)  # what is checked is the slopes' arithmetic and the resume
     farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), onnx_cache, protocol=one)  # the suite's export cache: candles exported once
     host = get_profile("host")
     r = measure_weight_traffic(farm, host, width=128, depths=(1, 2, 16, 32))
@@ -188,7 +188,10 @@ def test_a_new_device_from_a_few_measured_blocks_gets_a_saved_phone_block_model(
 
     from test_measure import QUICK
 
-    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), onnx_cache, protocol=QUICK)  # the suite's export cache: candles exported once
+    # the suite's export cache (candles exported once); one session per block and no memory probe:
+    # this test checks the calibration path (13 worker sessions for 4 measurements before, 2026-12-03)
+    fast = dataclasses.replace(QUICK, sessions=1, max_sessions=2, memory_probe_mib=0)
+    farm = Farm(MeasurementStore(tmp_path / "m.sqlite"), onnx_cache, protocol=fast)
     root = tmp_path / "predictors"
     with pytest.raises(ValueError, match="sources=nope: allowed: "):
         calibrate_device_blocks("host", farm, root=root, sources=["nope"])
