@@ -116,6 +116,30 @@ def rescaled(meas: np.ndarray, pred: np.ndarray) -> dict[str, float]:
             "max_rel": float(rel.max())}
 
 
+#: One-sided standard normal quantiles (scipy.stats.norm.ppf(0.90) and ppf(0.95)).
+Z90, Z95 = 1.2816, 1.6449
+
+
+def coverage(meas: np.ndarray, pred: np.ndarray, std: np.ndarray) -> dict[str, float]:
+    """Is the predictor's sigma honest? After the same scalar rescale as :func:`rescaled`, the share of
+    networks inside the nominal intervals (two-sided 80% and 90%), below the one-sided 90% and 95%
+    bounds (what a budget check ``mean + z sigma <= budget`` relies on), and the factor sigma would
+    need for the two-sided 90% interval to hold 90% of them (1: honest; above 1: too narrow)."""
+    s = float(np.median(meas / pred))
+    z = (meas - s * pred) / np.maximum(s * std, 1e-9)
+    return {"n": int(len(meas)), "two_sided_80": float(np.mean(np.abs(z) <= Z90)),
+            "two_sided_90": float(np.mean(np.abs(z) <= Z95)), "below_90": float(np.mean(z <= Z90)),
+            "below_95": float(np.mean(z <= Z95)), "median_abs_z": float(np.median(np.abs(z))),
+            "sigma_factor_90": float(np.quantile(np.abs(z), 0.9) / Z95),
+            "median_rel_sigma": float(np.median(std / pred))}
+
+
+def coverage_row(label: str, c: dict, subset: str = "all") -> None:
+    print(f"    {label:<26} {subset:<9} {c['n']:>3}  80%: {c['two_sided_80']:.0%}  90%: {c['two_sided_90']:.0%}  "
+          f"below 90%: {c['below_90']:.0%}  below 95%: {c['below_95']:.0%}  sigma x{c['sigma_factor_90']:.2f} "
+          f"for 90%  (sigma/mean {c['median_rel_sigma']:.2f})")
+
+
 def linear_cv(meas: np.ndarray, X: np.ndarray, seed: int = 0) -> dict[str, float]:
     pred = np.zeros_like(meas)
     for tr, te in KFold(min(5, len(meas)), shuffle=True, random_state=seed).split(X):
@@ -281,7 +305,9 @@ def judge(device: str, table: dict, kept: list, meas: np.ndarray, sets: np.ndarr
     pred = PhoneLatencyPredictor(device, mapping=mapping, weight_ms_per_mb=weight).fit(list(table), list(table.values()))
     parts = pred.predict_parts(kept)
     p = np.array([x.total_ms for x in parts])
+    sd = np.array([x.std_ms for x in parts])
     entry = {"all": rescaled(meas, p), "attribution": attribution(meas, parts), "predicted_ms": p.tolist(),
+             "predicted_std_ms": sd.tolist(), "coverage": {"all": coverage(meas, p, sd)},
              "heldout_blocks": {t: h["model"] for t, h in pred.heldout_.items()},
              "kinds": {t: r.kind_ for t, r in pred.regressors_.items()}}
     for s in ("random", "held_out"):
@@ -290,6 +316,7 @@ def judge(device: str, table: dict, kept: list, meas: np.ndarray, sets: np.ndarr
     for name, idx in grid_subsets(kept, base or table).items():
         if idx.sum() >= 3:
             entry[name] = rescaled(meas[idx], p[idx])
+            entry["coverage"][name] = coverage(meas[idx], p[idx], sd[idx])
     return entry
 
 
@@ -496,6 +523,12 @@ def recorded(path: Path, mappings: list[str], table_path: str | None = None, rep
         out["instrument"], out["repeat"] = instrument, [str(r) for r in repeat]
         row("instrument (run 1 -> run 2)", instrument)
         subset_rows("instrument", runs_ms[1], runs_ms[0], subsets, out)
+    print("\nis sigma honest? networks inside the predictor's intervals after the same scalar rescale")
+    for label in vs:
+        cov = out["mappings"][label]["coverage"]
+        for s in ("all", "in_grid", "k7_local", "attn_beyond"):
+            if s in cov:
+                coverage_row(label if s == "all" else "", cov[s], s)
     print("\nwhere the error sits (share of the prediction; NNLS coefficient: measured ~ sum of c x part)")
     for label in vs:
         a = out["mappings"][label]["attribution"]

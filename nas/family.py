@@ -99,7 +99,7 @@ def run_family(device: str, budgets: Sequence[float] | None = None, like: str | 
     """Search once under the largest budget, pick the best candidate per budget, export and register each.
 
     ``search``: further :class:`~nas.search.SearchConfig` fields (``seed``, ``sampler``, ``workers``,
-    ``ray``, ``run_dir``, ``proxies``, ``predictor_root``...).
+    ``ray``, ``run_dir``, ``proxies``, ``predictor_root``, ``confidence``...).
     """
     from device_farm import get_profile
 
@@ -120,8 +120,8 @@ def run_family(device: str, budgets: Sequence[float] | None = None, like: str | 
         config = replace(config, run_dir=str(Path("runs") / f"{device}-family-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"))
     result = run_search(config, progress=progress, argv=argv)
     members = []
-    for b in budgets:
-        fit = [c for c in result.candidates if c.effective_latency_ms <= b]
+    for b in budgets:  # with confidence, each member's budget holds at mean + z sigma, as the search's did
+        fit = [c for c in result.candidates if c.latency_bound_ms(config.z) <= b]
         best = max(fit, key=lambda c: (c.score, -c.effective_latency_ms), default=None)
         members.append(FamilyMember(member_name(device, b), b, likes.get(b), best, result.fastest))
     out = FamilyResult(result.run_dir, device, members, result)

@@ -16,7 +16,8 @@ __all__ = ["register"]
 
 #: Flags a resumed run takes from its stored settings; only --trials and --workers may change.
 _FIXED_ON_RESUME = ("device", "budget_ms", "budget_mj", "objectives", "sampler", "seed", "ray_address", "no_ray",
-                    "storage", "study", "run_id", "out", "measure", "store", "proxies", "predictors", "no_presets", "mode")
+                    "storage", "study", "run_id", "out", "measure", "store", "proxies", "predictors", "no_presets", "mode",
+                    "confidence")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -28,6 +29,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="candidates scored in parallel per round (default: the Ray cluster's CPUs)")
     p.add_argument("--ray-address", help="join a Ray cluster ('auto' or host:port) instead of the embedded local Ray")
     p.add_argument("--no-ray", action="store_true", help="score in this process, without Ray")
+    p.add_argument("--confidence", type=float, metavar="P",
+                   help="a budget must hold with probability P under the latency/energy model's own sigma "
+                        "(feasible when mean + z sigma <= budget; 0.9: z = 1.28); default: the mean")
     p.add_argument("--run-id", help="run directory name (default <device>-<budget>ms-<time>)")
     p.add_argument("--out", type=Path, help="parent of the run directory (default runs)")
     p.add_argument("--proxies", help="opt in to zero-cost proxies as the accuracy score (a rank): comma-separated, "
@@ -133,6 +137,8 @@ def _search_fields(args: argparse.Namespace) -> dict:
             out[name] = getattr(args, flag)
     if args.predictors is not None:
         out["predictor_root"] = str(args.predictors)
+    if args.confidence is not None:
+        out["confidence"] = args.confidence
     return out
 
 
@@ -267,12 +273,14 @@ def _figure_meaning(device: str, root: str = "runs/predictors") -> str:
 
 def print_result(con, result) -> int:
     from .search import candidate_row
-    from .search.outputs import evidence, score_header, score_text, validation_line
+    from .search.outputs import budget_text, evidence, score_header, score_text, validation_line
 
     cfg = result.config
     dom, unit = result.accuracy_domain, result.accuracy_unit
     budget = " and ".join(x for x in (f"{cfg.budget_ms:g} ms" if cfg.budget_ms else "",
                                       f"{cfg.budget_mj:g} mJ" if cfg.budget_mj else "") if x) or "no budget"
+    if cfg.confidence is not None:
+        budget += f" at confidence {cfg.confidence:g}"
     t = Table(title=f"Pareto front on {cfg.device} ({budget}): {len(result.pareto)} of {len(result.candidates)} "
                     f"candidates, {result.n_trials} trials")
     cols = ("id", "score", "latency ms", "measured ms", "energy mJ", "params M", "GMACs", "res", "depths", "evidence")
@@ -311,7 +319,9 @@ def print_result(con, result) -> int:
         b = result.best
         lat = (f"measured {b.measured_ms:.2f} ms" if b.measured_status == "ok" and b.measured_ms is not None
                else f"predicted {b.latency_ms:.2f} ± {b.latency_std_ms:.2f} ms")
-        con.print(f"[bold]chosen:[/] {b.arch_id} {score_header(unit)} {score_text(b, unit)}, {lat}, "
+        sure = budget_text(result, b)
+        con.print(f"[bold]chosen:[/] {b.arch_id} {score_header(unit)} {score_text(b, unit)}, {lat}"
+                  f"{f' ({sure})' if sure else ''}, "
                   f"{b.params / 1e6:.2f} M params, {b.macs / 1e9:.3f} GMACs -> {result.run_dir / 'best.json'}")
         ev = evidence(b, dom)
         if ev:
@@ -319,8 +329,9 @@ def print_result(con, result) -> int:
                       "its score is an extrapolation")
     elif result.fastest is not None:
         f = result.fastest
+        bound = " (mean + z sigma)" if cfg.confidence is not None else ""
         con.print(f"[bold red]no candidate meets {budget}[/]; the fastest is {f.arch_id} at "
-                  f"{f.effective_latency_ms:.2f} ms (score {f.score:.3f}); raise the budget to at least that")
+                  f"{f.latency_bound_ms(cfg.z):.2f} ms{bound} (score {f.score:.3f}); raise the budget to at least that")
         code = 1
     con.print(f"wrote {result.run_dir}/ (report.md, pareto.png, pareto.json, candidates.csv, journal.log); "
               f"continue or extend with: nas search --resume {result.run_dir} --trials N")

@@ -110,6 +110,33 @@ def test_budget_below_anything_reports_the_fastest(tmp_path, host_root, capsys):
     assert code == 1 and "no candidate meets 0.01 ms" in out and "the fastest is" in out
 
 
+def test_confidence_judges_the_budget_on_mean_plus_z_sigma(tmp_path, host_root):
+    """The same random trials judged on the mean and at confidence 0.9: the budget is one candidate's
+    own predicted mean, so that candidate meets it on the mean and misses it at mean + 1.28 sigma."""
+    kw = dict(sampler="random", n_trials=12, seed_presets=False)
+    scan = run_search(_cfg(tmp_path, host_root, "scan", **kw))
+    edge = sorted(scan.candidates, key=lambda c: c.latency_ms)[len(scan.candidates) // 2]
+    budget = edge.latency_ms
+    mean = run_search(_cfg(tmp_path, host_root, "mean", budget_ms=budget, **kw))
+    sure = run_search(_cfg(tmp_path, host_root, "sure", budget_ms=budget, confidence=0.9, **kw))
+    assert {c.arch_id for c in sure.candidates} == {c.arch_id for c in mean.candidates}  # the same trials
+    assert all(c.feasible == (c.latency_ms <= budget) for c in mean.candidates)
+    by_id = {c.arch_id: c for c in sure.candidates}
+    assert all(c.latency_std_ms > 0 for c in sure.candidates)
+    for c in sure.candidates:
+        assert c.feasible == (c.latency_ms + 1.2816 * c.latency_std_ms <= budget)
+    assert by_id[edge.arch_id].feasible is False and next(c for c in mean.candidates if c.arch_id == edge.arch_id).feasible
+    assert {c.arch_id for c in sure.feasible} < {c.arch_id for c in mean.feasible}
+    assert sure.best is not None  # met at 90%: the model gives it at least that probability
+    assert sure.best.p_within(budget) >= 0.9 > by_id[edge.arch_id].p_within(budget)
+    report = (sure.run_dir / "report.md").read_text()
+    assert "with confidence 0.9 (mean + 1.28 sigma)" in report and "under its model; judged at mean + 1.28 sigma" in report
+    # a clean measurement carries no model uncertainty: it is judged as measured
+    edge_c = by_id[edge.arch_id]
+    edge_c.measured_ms, edge_c.measured_status = budget, "ok"
+    assert edge_c.latency_bound_ms(1.28) == budget and edge_c.p_within(budget) == 1.0
+
+
 def test_duplicates_are_told_the_stored_values_and_never_scored_again(tmp_path, host_root, monkeypatch):
     first = run_search(_cfg(tmp_path, host_root, n_trials=8))
     study = _study(first.run_dir)
@@ -261,6 +288,7 @@ def test_family_of_two_budgets_is_exported_and_registered_with_timm(tmp_path, ho
     (["search", "--device", "host", "--sampler", "cmaes"], "sampler='cmaes': allowed: auto, nsga2, tpe, gp, random"),
     (["search", "--device", "host", "--budget-ms", "-3"], "budget_ms=-3.0: must be a number > 0"),
     (["search", "--device", "host", "--objectives", "latency"], "objectives='latency': allowed"),
+    (["search", "--device", "host", "--budget-ms", "9", "--confidence", "95"], "confidence=95.0: must be a probability"),
     (["search", "--device", "s21", "--measure", "3"], "s21 is not: no adb serial"),
     (["search", "--resume", "nowhere"], "resume='nowhere': is not a search run directory"),
     (["family", "--device", "host", "--budgets", "5", "--like", "edgevit"], "exactly one of --budgets"),

@@ -45,6 +45,12 @@ class SearchConfig:
     zero-cost proxy percentile of those proxies (``("default",)``: params+zico+dss; ``("params",)`` is
     an instant analytic rank for quick runs). ``seed_presets``: enqueue EdgeViT-XXS/XS/S as the first trials.
     ``sampler``: :data:`SAMPLERS` (``auto``: :data:`AUTO_TPE_MAX_TRIALS`). ``mode``: :data:`MODES`.
+    ``confidence``: the probability with which a budget must hold under the estimators' own
+    uncertainty: a candidate is feasible when ``mean + z sigma <= budget`` with ``z`` the standard
+    normal quantile of ``confidence`` (0.9: z = 1.28); ``None`` judges the mean, as before. A clean
+    measurement counts as it is. Why: a phone figure extrapolated beyond its block tables carries a
+    wide sigma (kernel-7 LocalAgg, early global attention; bench/RESULTS.md, phone_validation) that
+    the mean alone ignores; how honest each device's sigma is, is measured there too.
     """
 
     device: str
@@ -68,6 +74,17 @@ class SearchConfig:
     predictor_root: str = "runs/predictors"
     store: str | None = None
     mode: str = "front"
+    confidence: float | None = None
+
+    @property
+    def z(self) -> float:
+        """Standard deviations added to a predicted latency or energy before the budget check
+        (0 without ``confidence``)."""
+        if self.confidence is None:
+            return 0.0
+        from scipy.stats import norm
+
+        return float(norm.ppf(self.confidence))
 
     @property
     def effective_sampler(self) -> str:
@@ -93,6 +110,9 @@ class SearchConfig:
             raise ConfigError("mode", self.mode, "allowed: " + ", ".join(MODES))
         if self.mode == "budget" and self.budget_ms is None and self.budget_mj is None:
             raise ConfigError("mode", self.mode, "needs a budget (budget_ms or budget_mj); 'front' searches without one")
+        c = self.confidence
+        if c is not None and not (isinstance(c, (int, float)) and 0.5 <= c < 1):
+            raise ConfigError("confidence", c, "must be a probability in [0.5, 1), e.g. 0.9 (or none: the mean)")
         if self.sampler not in SAMPLERS:
             raise ConfigError("sampler", self.sampler, "allowed: " + ", ".join(SAMPLERS))
         for name, lo in (("n_trials", 1), ("measure_top_k", 0), ("seed", 0)):

@@ -319,10 +319,11 @@ class _Search:
     def _constraints(self, r: dict[str, Any]) -> list[float]:
         cfg = self.config
         out = []
+        z = cfg.z  # 0 without --confidence: the mean is judged
         if cfg.budget_ms is not None:
-            out.append(r["latency_ms"] - cfg.budget_ms)
+            out.append(r["latency_ms"] + z * r["latency_std_ms"] - cfg.budget_ms)
         if cfg.budget_mj is not None:
-            out.append(r["energy_mj"] - cfg.budget_mj)
+            out.append(r["energy_mj"] + z * (r.get("energy_std_mj") or 0.0) - cfg.budget_mj)
         return out
 
     def _directions(self) -> list[str]:
@@ -463,17 +464,18 @@ class _Search:
         best = max(front, key=lambda c: (c.score, -c.effective_latency_ms), default=None)
         if best is not None:
             best.chosen = True
-        fastest = min(cands, key=lambda c: c.effective_latency_ms, default=None)
+        fastest = min(cands, key=lambda c: c.latency_bound_ms(cfg.z), default=None)
         return front, best, fastest
 
     def _feasibility(self, c: Candidate) -> None:
-        """``violation``: the relative excess over each budget, summed; feasible when zero."""
+        """``violation``: the relative excess over each budget, summed; feasible when zero. With
+        ``confidence``, the excess of ``mean + z sigma`` (:meth:`Candidate.latency_bound_ms`)."""
         cfg = self.config
-        v = 0.0
+        v, z = 0.0, cfg.z
         if cfg.budget_ms is not None:
-            v += max(0.0, c.effective_latency_ms - cfg.budget_ms) / cfg.budget_ms
+            v += max(0.0, c.latency_bound_ms(z) - cfg.budget_ms) / cfg.budget_ms
         if cfg.budget_mj is not None and c.energy_mj is not None:
-            v += max(0.0, c.energy_mj - cfg.budget_mj) / cfg.budget_mj
+            v += max(0.0, c.energy_mj + z * (c.energy_std_mj or 0.0) - cfg.budget_mj) / cfg.budget_mj
         c.violation, c.feasible = v, v <= 0
 
     def _presets(self, cands: list[Candidate]) -> dict[str, Candidate]:

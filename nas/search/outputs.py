@@ -12,7 +12,7 @@ from search_space.files import atomic_write
 from .results import Candidate, SearchResult
 
 __all__ = ["CSV_COLUMNS", "write_outputs", "plot_pareto", "candidate_row", "report_markdown", "md_table", "evidence",
-           "score_text", "score_header", "validation_line"]
+           "score_text", "score_header", "validation_line", "budget_text"]
 
 CSV_COLUMNS = ("arch_id", "trial", "n_trials", "preset", "score", "score_std", "latency_ms", "latency_std_ms",
                "energy_mj", "energy_std_mj", "params", "macs", "feasible", "violation", "pareto", "chosen",
@@ -96,6 +96,19 @@ def plot_pareto(result: SearchResult) -> bytes:
     return buf.getvalue()
 
 
+def budget_text(result: SearchResult, c: Candidate) -> str:
+    """How sure the budget is for ``c`` under its latency model: the probability of meeting it, and the
+    bound it was judged on with ``confidence`` ("" without a latency budget or for a clean measurement)."""
+    cfg = result.config
+    if cfg.budget_ms is None or c.latency_known:
+        return ""
+    out = f"P(latency <= {cfg.budget_ms:g} ms) {c.p_within(cfg.budget_ms):.2f} under its model"
+    if cfg.confidence is not None:
+        out += (f"; judged at mean + {cfg.z:.2f} sigma = {c.latency_bound_ms(cfg.z):.2f} ms "
+                f"(confidence {cfg.confidence:g})")
+    return out
+
+
 def _fmt(v: float | None, spec: str = ".2f") -> str:
     return "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
@@ -175,7 +188,9 @@ def report_markdown(result: SearchResult) -> str:
                                     f"{cfg.budget_mj:g} mJ" if cfg.budget_mj else "") if x) or "none"
     t = result.timings
     out = [f"# Search {result.run_dir.name}\n",
-           f"- device: **{cfg.device}**; budget: **{budgets}**; objectives: {', '.join(cfg.objectives)}",
+           f"- device: **{cfg.device}**; budget: **{budgets}**"
+           + (f" with confidence {cfg.confidence:g} (mean + {cfg.z:.2f} sigma)" if cfg.confidence is not None else "")
+           + f"; objectives: {', '.join(cfg.objectives)}",
            f"- latency calibration: {result.calibration}",
            f"- {result.accuracy}",
            f"- {validation_line(result)}",
@@ -196,8 +211,10 @@ def report_markdown(result: SearchResult) -> str:
         b = result.best
         lat = f"measured {b.measured_ms:.2f} ms" if b.measured_ms is not None and b.measured_status == "ok" else \
             f"predicted {b.latency_ms:.2f} ± {b.latency_std_ms:.2f} ms"
+        sure = budget_text(result, b)
         out.append(f"`{b.arch_id}` (trial {b.trial}): {score_header(result.accuracy_unit)} "
-                   f"{score_text(b, result.accuracy_unit)}, {lat}, {b.params / 1e6:.2f} M params, "
+                   f"{score_text(b, result.accuracy_unit)}, {lat}{f' ({sure})' if sure else ''}, "
+                   f"{b.params / 1e6:.2f} M params, "
                    f"{b.macs / 1e9:.3f} GMACs, resolution {b.cfg.resolution}, depths {b.cfg.depths}, widths "
                    f"{b.cfg.widths}. Configuration: `best.json`.\n")
         ev = evidence(b, result.accuracy_domain)
@@ -206,7 +223,8 @@ def report_markdown(result: SearchResult) -> str:
                        "is an extrapolation; prefer a candidate inside the range, or train it and look.\n")
     elif result.fastest is not None:
         f = result.fastest
-        out.append(f"No candidate meets the budget. The fastest found is `{f.arch_id}` at {f.effective_latency_ms:.2f} ms "
+        out.append(f"No candidate meets the budget. The fastest found is `{f.arch_id}` at {f.latency_bound_ms(cfg.z):.2f} ms"
+                   f"{' (mean + z sigma)' if cfg.confidence is not None else ''} "
                    f"(score {f.score:.3f}); raise the budget to at least that.\n")
     out.append("## Pareto front (feasible)\n")
     dom, unit = result.accuracy_domain, result.accuracy_unit

@@ -47,6 +47,25 @@ class Candidate:
             return self.measured_ms
         return self.latency_refit_ms if self.latency_refit_ms is not None else self.latency_ms
 
+    @property
+    def latency_known(self) -> bool:
+        """A clean measurement stands for the latency: no model uncertainty left to allow for."""
+        return self.measured_ms is not None and self.measured_status == "ok"
+
+    def latency_bound_ms(self, z: float = 0.0) -> float:
+        """The latency a budget is checked against: the effective latency plus ``z`` of the model's
+        sigma (none for a clean measurement)."""
+        return self.effective_latency_ms + (0.0 if self.latency_known else z * self.latency_std_ms)
+
+    def p_within(self, budget_ms: float) -> float:
+        """Probability that the latency is within ``budget_ms`` under the model's normal error
+        (1 or 0 for a clean measurement)."""
+        if self.latency_known or not self.latency_std_ms > 0:
+            return float(self.effective_latency_ms <= budget_ms)
+        from scipy.stats import norm
+
+        return float(norm.cdf((budget_ms - self.effective_latency_ms) / self.latency_std_ms))
+
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cfg"}
         d["config"] = self.cfg.to_dict()
