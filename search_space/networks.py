@@ -19,8 +19,6 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from torch import nn
-
 from .config import ConfigError, EdgeViTConfig, load_config
 
 __all__ = ["Network", "EdgeViTNetwork", "HalfBlockNetwork", "TimmNetwork", "TIMM_PREFIX", "as_network", "load_network",
@@ -170,15 +168,20 @@ def half_blocks(cfg: EdgeViTConfig) -> list[str]:
     return out + ["head"]
 
 
-class _Head(nn.Module):
-    """The classifier end of an EdgeViT (BatchNorm, global pool, Linear) as a module of its own."""
+def _head(model):
+    """The classifier end of an EdgeViT (BatchNorm, global pool, Linear) as a module of its own (torch is
+    imported here: this module stays importable without it, for the search driver and the farm)."""
+    from torch import nn
 
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.norm, self.head = model.norm, model.head
+    class _Head(nn.Module):
+        def __init__(self, model: nn.Module):
+            super().__init__()
+            self.norm, self.head = model.norm, model.head
 
-    def forward(self, x):
-        return self.head(self.norm(x).mean((2, 3)))
+        def forward(self, x):
+            return self.head(self.norm(x).mean((2, 3)))
+
+    return _Head(model)
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,7 @@ class HalfBlockNetwork:
     def build(self, seed: int = 0):
         model = EdgeViTNetwork(self.cfg).build(seed)
         if self.half_block == "head":
-            return _Head(model).eval()
+            return _head(model).eval()
         return model.get_submodule(self.half_block).eval()
 
 

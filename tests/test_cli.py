@@ -133,12 +133,16 @@ def test_calibrate_blocks_refuses_a_source_without_a_block_table_in_one_line(tmp
 
 def test_the_command_line_and_the_space_load_without_torch():
     """``nas --help``, the parser of every command and ``import search_space`` never import torch or
-    timm (about 4 s of the 8 s that ``nas --help`` took on 2 cores); a command that needs them loads
-    them itself, and ``search_space.EdgeViT`` loads the model (registering the presets with timm)."""
+    timm (about 4 s of the 8 s that ``nas --help`` took on 2 cores), nor do the search driver and the
+    farm (scikit-learn they need); a command that needs torch loads it itself, and
+    ``search_space.EdgeViT`` loads the model (registering the presets with timm)."""
     code = ("import sys, search_space, nas.cli\n"
             "nas.cli.build_parser()\n"
             "heavy = sorted(m for m in ('torch', 'timm', 'sklearn', 'ray', 'onnxruntime') if m in sys.modules)\n"
             "assert not heavy, heavy\n"
+            "import nas.search, predictors.accuracy, predictors.latency, device_farm.measure, device_farm.ray_farm\n"
+            "heavy = sorted(m for m in ('torch', 'timm') if m in sys.modules)\n"
+            "assert not heavy, ('the search driver and the farm', heavy)\n"
             "import timm\n"
             "assert 'edgevit_xxs' not in timm.list_models('edgevit_*')\n"
             "assert search_space.EdgeViT.__name__ == 'EdgeViT' and 'edgevit_xxs' in timm.list_models('edgevit_*')\n")

@@ -26,7 +26,8 @@ AUTO_TPE_MAX_TRIALS = 300
 #: the front's faster neighbours. The reported Pareto front is computed from all candidates in both.
 MODES: tuple[str, ...] = ("front", "budget")
 #: 200 trials: 27 s for ``nas search --device s21 --budget-ms 30`` in a new process with the default
-#: score on this project's 2-core machine (bench/search_overhead.py, 2026-12-02), first use included.
+#: score on this project's 2-core machine (bench/search_overhead.py, 2026-12-02), first use included;
+#: 30 s on a busier 2026-12-04, against 43 s for the code before the lazy imports in the same run.
 DEFAULT_TRIALS = 200
 #: Trials asked per round before they are told: part of what defines the trial sequence, so it does
 #: not follow the core count (the same command gives the same trials on any machine).

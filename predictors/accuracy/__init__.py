@@ -12,7 +12,7 @@ from .domain import Domain
 from .model import (DEFAULT_SOURCE, MIN_RESULTS, PRIOR_DATASET, AccuracyPredictor, ProxyAccuracy, load_accuracy_model,
                     load_reference, proxy_names)
 from .prior import AccuracyPrior, PriorRow, load_prior, row_of
-from .proxies import ALL_PROXIES, DEFAULT_PROXIES, PROXIES
+from .proxy_names import ALL_PROXIES, DEFAULT_PROXIES
 from .reference import ANALYTIC_PROXIES, REFERENCE_SIZE, ProxySettings, proxy_input_side, raw_scores, reference_configs
 from .results import ANCHORS, DEFAULT_RESULTS, ResultRecord, append_result, read_results
 
@@ -21,3 +21,13 @@ __all__ = ["Domain", "DEFAULT_SOURCE", "PRIOR_DATASET", "proxy_names", "Accuracy
            "ALL_PROXIES", "DEFAULT_PROXIES", "PROXIES", "ANALYTIC_PROXIES", "REFERENCE_SIZE", "ProxySettings",
            "proxy_input_side", "raw_scores", "reference_configs", "ANCHORS", "DEFAULT_RESULTS", "ResultRecord",
            "append_result", "read_results"]
+
+
+def __getattr__(name: str):
+    """``PROXIES`` (the proxies' functions) on first use: importing this package for the default score
+    or a name check stays free of torch."""
+    if name == "PROXIES":
+        from .proxies import PROXIES
+
+        return PROXIES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

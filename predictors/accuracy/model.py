@@ -58,7 +58,7 @@ from search_space.files import FileFormatError, loads, read_json, write_json
 from ..base import AccuracyEstimator, ModelFileError, check_configs, check_targets, fitted, register, state_array
 from .domain import Domain
 from .prior import AccuracyPrior, load_prior, table_rows
-from .proxies import ALL_PROXIES, DEFAULT_PROXIES, PROXIES
+from .proxy_names import ALL_PROXIES, DEFAULT_PROXIES
 from .reference import REFERENCE_SIZE, ProxySettings, raw_scores, reference_configs, transform
 from .results import DEFAULT_RESULTS, ResultRecord, read_results
 
@@ -100,9 +100,9 @@ class ProxyAccuracy(AccuracyEstimator):
 
     def fit(self, cfgs: Sequence[EdgeViTConfig], y: Any = None, progress=None) -> "ProxyAccuracy":
         cfgs = check_configs(cfgs)
-        unknown = [n for n in self.proxies if n not in PROXIES]
+        unknown = [n for n in self.proxies if n not in ALL_PROXIES]
         if unknown or not self.proxies:
-            raise ValueError(f"proxies={','.join(unknown) or '(none)'}: allowed: {', '.join(PROXIES)}")
+            raise ValueError(f"proxies={','.join(unknown) or '(none)'}: allowed: {', '.join(ALL_PROXIES)}")
         scores = {}
         for i, c in enumerate(cfgs):
             scores[c.arch_id] = raw_scores(c, self.settings)
@@ -402,11 +402,11 @@ def proxy_names(proxies: Iterable[str] | None) -> tuple[str, ...] | None:
     names: list[str] = []
     for n in proxies:
         names += list(DEFAULT_PROXIES if n == "default" else ALL_PROXIES if n == "all" else [n])
-    unknown = [n for n in names if n not in PROXIES]
+    unknown = [n for n in names if n not in ALL_PROXIES]
     if unknown or not names:
         from search_space.config import ConfigError
 
-        raise ConfigError("proxies", ",".join(unknown) or "(none)", "allowed: default, all, " + ", ".join(PROXIES))
+        raise ConfigError("proxies", ",".join(unknown) or "(none)", "allowed: default, all, " + ", ".join(ALL_PROXIES))
     return tuple(dict.fromkeys(names))
 
 

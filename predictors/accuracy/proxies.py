@@ -84,6 +84,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from .proxy_names import ALL_PROXIES, DEFAULT_PROXIES
+
 __all__ = [
     "PROXIES", "ALL_PROXIES", "DEFAULT_PROXIES", "MECO_MAX_CHANNELS",
     "ProxyContext", "score", "aggregate", "default_score", "proxy_cost", "rank_normalised",
@@ -408,13 +410,8 @@ PROXIES: dict[str, Callable[[ProxyContext], float]] = {
     "meco": _meco,
     "dss": _dss,
 }
-ALL_PROXIES: tuple[str, ...] = tuple(PROXIES)
-
-#: The proxies the default score aggregates: params + zico + dss (module docstring).
-#: History on 2026-11-25: synflow + jacob_cov + meco (chosen on NAS-Bench-201 alone) lost to #params
-#: on every ViT-Bench-101 CIFAR-100 column; synflow + zico (chosen on the benchmarks alone) scored
-#: EdgeViT-XS below XXS and let the search prefer 8 ms networks at a 47 ms budget.
-DEFAULT_PROXIES: tuple[str, ...] = ("params", "zico", "dss")
+if tuple(PROXIES) != ALL_PROXIES:  # the torch-free list of names must name exactly these functions
+    raise ImportError(f"proxy_names.ALL_PROXIES {ALL_PROXIES} differs from the proxies defined here {tuple(PROXIES)}")
 
 
 def score(model: nn.Module, input_size: Sequence[int] = (3, 224, 224), names: Iterable[str] = DEFAULT_PROXIES,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from search_space import EdgeViTConfig, cost, reference_set
 
-from .proxies import DEFAULT_PROXIES
+from .proxy_names import DEFAULT_PROXIES
 
 __all__ = ["ANALYTIC_PROXIES", "REFERENCE_SIZE", "ProxySettings", "proxy_input_side", "raw_scores",
            "reference_configs", "transform"]
