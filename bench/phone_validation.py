@@ -81,6 +81,8 @@ from predictors.latency.phone.device_table import (attention_extension_keys, ker
                                                    read_table, stratified_keys, write_table)
 from predictors.latency.phone.device_table import stored_row as stored  # noqa: E402
 from predictors.latency.phone.blocks import parse_key  # noqa: E402
+from predictors.latency.phone.grid import (attention_side, local_agg_kernel, stage_attention_side,  # noqa: E402,F401
+                                           table_attention_side)
 from predictors.latency.phone.mapping import MAPPINGS, map_candidate  # noqa: E402
 from predictors.latency.phone.model import fp32_weight_mb  # noqa: E402
 from predictors.latency.phone.torch_blocks import NullNetwork  # noqa: E402
@@ -204,22 +206,7 @@ def row(label: str, r: dict, subset: str = "all") -> None:
 
 def has_kernel7_local_agg(cfg: ss.EdgeViTConfig) -> bool:
     """Whether a stage of ``cfg`` has a LocalAgg at kernel 7 (beyond nn-Meter's conv kernels 3 and 5)."""
-    return any(st.kernel_size == 7 and any(b in ("lgl", "local") for b in st.blocks) for st in cfg.stages)
-
-
-def stage_attention_side(cfg: ss.EdgeViTConfig, i: int) -> int:
-    """The side (tokens per row) stage ``i``'s attention attends over: its feature side over its sparse-sampling ratio."""
-    return cfg.feature_side(i) // (cfg.stages[i].sr_ratio or 1)
-
-
-def attention_side(cfg: ss.EdgeViTConfig) -> int:
-    """The largest side any attention of ``cfg`` attends over (:func:`stage_attention_side`); 0 without attention."""
-    return max([stage_attention_side(cfg, i) for i, st in enumerate(cfg.stages) if st.has_attention] or [0])
-
-
-def table_attention_side(table: dict) -> int:
-    """The largest ``hw`` of the table's ``transattn`` keys (nn-Meter's grid: 32, i.e. 1,024 tokens)."""
-    return max([parse_key(k).hw for k in table if k.startswith("transattn_")] or [0])
+    return local_agg_kernel(cfg) == 7
 
 
 def attention_subsets(kept: list, table: dict) -> dict[str, np.ndarray]:

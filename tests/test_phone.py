@@ -230,6 +230,34 @@ def test_shipped_phone_models_are_current_and_load_without_fitting(tmp_path):
     assert mean[0] > 0 and std[0] > 0
 
 
+def test_the_search_says_when_a_chosen_phone_figure_lies_beyond_the_tables(tmp_path):
+    """A kernel-7 LocalAgg or an attention wider than 32 x 32 tokens is beyond every phone table: the
+    search's note for a chosen model with one names it; EdgeViT-XXS (kernel 5, attention within the
+    grid) gets none, nor does a measured candidate or a model without block tables."""
+    from nas.search.driver import extrapolation_note
+    from nas.search.results import Candidate
+    from predictors.latency import load_device_model
+
+    model = load_device_model("s21", tmp_path)
+
+    def cand(cfg):
+        mean, std = model.predict([cfg])
+        return Candidate(cfg.arch_id, 0, cfg, 0.0, 0.0, float(mean[0]), float(std[0]), None, None, 0, 0)
+
+    xxs = ss.PRESETS["edgevit_xxs"]
+    k7 = xxs.replace(stages=[dataclasses.replace(st, kernel_size=7) for st in xxs.stages])
+    line = extrapolation_note(model, cand(k7), "s21")
+    assert line is not None and "beyond s21's block tables (LocalAgg kernel 7 > 5)" in line
+    assert "nas farm calibrate --device s21" in line
+    # EdgeViT-S attends over 14 x 14 tokens at 224 and over 64 x 64 at 1024: beyond the tables
+    wide = ss.PRESETS["edgevit_s"].replace(resolution=1024)
+    assert "attention over" in (extrapolation_note(model, cand(wide), "s21") or "")
+    assert extrapolation_note(model, cand(xxs), "s21") is None  # kernels 5, attention within 32 x 32
+    measured = cand(k7)
+    measured.measured_ms, measured.measured_status = 40.0, "ok"
+    assert extrapolation_note(model, measured, "s21") is None and extrapolation_note(None, cand(k7), "s21") is None
+
+
 def test_a_few_shot_table_fits_without_a_held_out_split(tables):
     # A table of a new device with 2-3 blocks per type (issue #14 item 6, or a short block run) has
     # nothing to hold out: every type is fitted on all its blocks, says why, and borrows an uncertainty.
