@@ -317,7 +317,7 @@ def print_result(con, result) -> int:
     code = 0
     if result.best is not None:
         b = result.best
-        lat = (f"measured {b.measured_ms:.2f} ms" if b.measured_status == "ok" and b.measured_ms is not None
+        lat = (f"measured {b.measured_ms:.2f} ms" if b.latency_known
                else f"predicted {b.latency_ms:.2f} ± {b.latency_std_ms:.2f} ms")
         sure = budget_text(result, b)
         con.print(f"[bold]chosen:[/] {b.arch_id} {score_header(unit)} {score_text(b, unit)}, {lat}"

@@ -85,17 +85,14 @@ def _measured_ms(d: dict[str, Any]) -> float | None:
 
 
 def extrapolation_note(latency, c: Candidate | None, device: str) -> str | None:
-    """A line when ``c`` lies beyond its phone model's block tables (:mod:`predictors.latency.phone.grid`:
+    """A line when ``c`` lies beyond its phone model's block tables (``PhoneLatencyPredictor.beyond_tables``:
     a LocalAgg kernel or an attention side the tables never measured); None for a clean measurement,
     a model without block tables, or a candidate inside them. Why: those networks carried the largest
     misses of the same-device check, and the mean alone does not show it."""
     estimator = getattr(latency, "estimator", None)
-    regs = getattr(estimator, "regressors_", None)
-    if c is None or c.latency_known or not regs or "conv" not in regs or "transattn" not in regs:
+    if c is None or c.latency_known or not hasattr(estimator, "beyond_tables"):
         return None
-    from predictors.latency.phone.grid import beyond_grid
-
-    reasons = beyond_grid(c.cfg, int(regs["conv"].ranges_["kernel"][1]), int(regs["transattn"].ranges_["hw"][1]))
+    reasons = estimator.beyond_tables(c.cfg)
     if not reasons:
         return None
     # Figures: bench/RESULTS.md, phone_validation twelfth round and its coverage section (LiteRT on the

@@ -66,7 +66,7 @@ def plot_pareto(result: SearchResult) -> bytes:
         ax.errorbar(xs, [c.score for c in result.pareto], xerr=[c.latency_std_ms for c in result.pareto],
                     fmt="-o", c="tab:orange", ms=4, lw=1.2, elinewidth=0.8, label="Pareto front (± latency std)")
     for c in cands:
-        if c.measured_ms is not None and c.measured_status == "ok":
+        if c.latency_known:
             ax.annotate("", xy=(c.measured_ms, c.score), xytext=(c.latency_ms, c.score),
                         arrowprops={"arrowstyle": "->", "color": "k", "lw": 0.8})
     if any(c.measured_ms is not None for c in cands):
@@ -209,7 +209,7 @@ def report_markdown(result: SearchResult) -> str:
     out.append("## Chosen model\n")
     if result.best is not None:
         b = result.best
-        lat = f"measured {b.measured_ms:.2f} ms" if b.measured_ms is not None and b.measured_status == "ok" else \
+        lat = f"measured {b.measured_ms:.2f} ms" if b.latency_known else \
             f"predicted {b.latency_ms:.2f} ± {b.latency_std_ms:.2f} ms"
         sure = budget_text(result, b)
         out.append(f"`{b.arch_id}` (trial {b.trial}): {score_header(result.accuracy_unit)} "

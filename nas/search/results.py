@@ -43,7 +43,7 @@ class Candidate:
     @property
     def effective_latency_ms(self) -> float:
         """Measured latency where a clean measurement exists, else the (refitted) prediction."""
-        if self.measured_ms is not None and self.measured_status == "ok":
+        if self.latency_known:
             return self.measured_ms
         return self.latency_refit_ms if self.latency_refit_ms is not None else self.latency_ms
 

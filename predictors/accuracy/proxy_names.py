@@ -1,6 +1,6 @@
 """The zero-cost proxies by name, without torch: what the search, the command line and the saved
 models check names against. The functions behind the names are in :mod:`.proxies` (torch), which a
-caller imports only to compute a proxy; ``tests/test_proxies.py`` checks that both list the same names.
+caller imports only to compute a proxy; :mod:`.proxies` refuses to import when the two lists differ.
 """
 from __future__ import annotations
 

@@ -326,6 +326,18 @@ class PhoneLatencyPredictor(LatencyEstimator):
             out[idx] = self.regressors_[t].predict([specs[i] for i in idx])
         return out
 
+    def beyond_tables(self, cfg: EdgeViTConfig) -> list[str]:
+        """What of ``cfg`` lies beyond the fitted tables' grid (:func:`.grid.beyond_grid`: a LocalAgg
+        kernel above the conv blocks' largest, an attention side above the attention blocks'
+        largest), one phrase each; empty inside it or without those block types."""
+        fitted(self)
+        if "conv" not in self.regressors_ or "transattn" not in self.regressors_:
+            return []
+        from .grid import beyond_grid
+
+        return beyond_grid(cfg, int(self.regressors_["conv"].ranges_["kernel"][1]),
+                           int(self.regressors_["transattn"].ranges_["hw"][1]))
+
     def predict(self, cfgs: Sequence[EdgeViTConfig]) -> tuple[np.ndarray, np.ndarray]:
         """Predicted whole-network latency (ms) of each candidate and its standard deviation."""
         preds = self.predict_parts(cfgs)
