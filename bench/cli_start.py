@@ -26,16 +26,20 @@ from benchlib import ROOT, setup, write_result
 
 setup()
 
-ROWS: dict[str, list[str]] = {
-    "python -c pass (interpreter, baseline)": ["-c", "pass"],
-    "import torch, timm, sklearn (what every start paid before)": ["-c", "import torch, timm, sklearn"],
-    "import search_space": ["-c", "import search_space"],
-    "nas --help": ["-m", "nas", "--help"],
-    "nas space show edgevit_xxs": ["-m", "nas", "space", "show", "edgevit_xxs"],
-    "import search_space; search_space.EdgeViT (the model on first use)": ["-c", "import search_space; search_space.EdgeViT"],
-    "nas farm devices": ["-m", "nas", "farm", "devices"],
-    "nas search --device s21 --budget-ms 30 --trials 8 --no-ray": None,  # filled in main(): a fresh run folder
-}
+
+def rows(out: Path) -> dict[str, list[str]]:
+    """Each row's interpreter arguments; the search writes its run folder under ``out``."""
+    return {
+        "python -c pass (interpreter, baseline)": ["-c", "pass"],
+        "import torch, timm, sklearn (what every start paid before)": ["-c", "import torch, timm, sklearn"],
+        "import search_space": ["-c", "import search_space"],
+        "nas --help": ["-m", "nas", "--help"],
+        "nas space show edgevit_xxs": ["-m", "nas", "space", "show", "edgevit_xxs"],
+        "import search_space; search_space.EdgeViT (the model on first use)": ["-c", "import search_space; search_space.EdgeViT"],
+        "nas farm devices": ["-m", "nas", "farm", "devices"],
+        "nas search --device s21 --budget-ms 30 --trials 8 --no-ray": [
+            "-m", "nas", "search", "--device", "s21", "--budget-ms", "30", "--trials", "8", "--no-ray", "--out", str(out)],
+    }
 
 
 def once(args: list[str]) -> float:
@@ -49,14 +53,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cli_start-"))
-    rows = dict(ROWS)
-    rows["nas search --device s21 --budget-ms 30 --trials 8 --no-ray"] = [
-        "-m", "nas", "search", "--device", "s21", "--budget-ms", "30", "--trials", "8", "--no-ray", "--out", str(tmp)]
-    times: dict[str, list[float]] = {k: [] for k in rows}
-    for k, a in rows.items():  # warm the file cache once; not counted
+    plan = rows(tmp)
+    times: dict[str, list[float]] = {k: [] for k in plan}
+    for k, a in plan.items():  # warm the file cache once; not counted
         once(a)
     for r in range(args.rounds):
-        for k, a in rows.items():
+        for k, a in plan.items():
             times[k].append(once(a))
         print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
     print(f"{'process':<70} {'median s':>9} {'min s':>7} {'max s':>7}")

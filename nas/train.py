@@ -53,7 +53,7 @@ from search_space.config import ConfigError
 from search_space.files import atomic_write
 
 from .common import CommandError
-from .recipe import RECIPE_SOURCE, RUNTIME_FIELDS, TrainConfig, _check  # noqa: F401  (re-exported)
+from .recipe import RECIPE_SOURCE, RUNTIME_FIELDS, TrainConfig
 
 __all__ = [
     "RECIPE_SOURCE",

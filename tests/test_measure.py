@@ -58,9 +58,15 @@ def test_interleaved_measurement_has_ratios_sessions_and_a_normalised_latency(fa
     assert ref == pytest.approx(float(np.median(m.env["session_memory_ratio"])))
     (stored,) = farm.store.query(arch_id=SMALL.arch_id)
     assert stored.median_ms == m.median_ms and stored.norm_ms == m.norm_ms and stored.config == SMALL.to_dict()
-    # later measurements keep the references: the unit of norm_ms never moves
-    m2 = farm.measure(PRESETS["edgevit_xxs"].replace(resolution=192), get_profile("host"))
-    assert farm.store.candle_references("host", m.runtime_version, 1) == refs
+    # later measurements keep the references: the unit of norm_ms never moves. Beside the other test
+    # worker the memory probe can set every session aside, and a disturbed record has no norm_ms
+    # (a suite run on 2026-12-04 failed so): measured again, up to three times.
+    for _ in range(3):
+        m2 = farm.measure(PRESETS["edgevit_xxs"].replace(resolution=192), get_profile("host"))
+        assert farm.store.candle_references("host", m.runtime_version, 1) == refs  # disturbed or not
+        if m2.status == "ok":
+            break
+    assert m2.status == "ok", m2.error
     assert m2.norm_ms == pytest.approx(normalised_ms(m2.env["candle_ratios"], refs))
     assert m2.env["memory_reference"] == ref == farm.store.memory_reference("host", m.runtime_version, 1)
 

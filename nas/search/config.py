@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
+from statistics import NormalDist
 from typing import Any
 
 from search_space.config import ConfigError
@@ -83,9 +84,7 @@ class SearchConfig:
         (0 without ``confidence``)."""
         if self.confidence is None:
             return 0.0
-        from scipy.stats import norm
-
-        return float(norm.ppf(self.confidence))
+        return NormalDist().inv_cdf(self.confidence)
 
     @property
     def effective_sampler(self) -> str:

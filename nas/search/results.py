@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, Sequence
 
 import numpy as np
@@ -62,9 +63,7 @@ class Candidate:
         (1 or 0 for a clean measurement)."""
         if self.latency_known or not self.latency_std_ms > 0:
             return float(self.effective_latency_ms <= budget_ms)
-        from scipy.stats import norm
-
-        return float(norm.cdf((budget_ms - self.effective_latency_ms) / self.latency_std_ms))
+        return NormalDist(self.effective_latency_ms, self.latency_std_ms).cdf(budget_ms)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cfg"}
